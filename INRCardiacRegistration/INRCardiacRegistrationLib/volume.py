@@ -1,0 +1,86 @@
+"""A 3D image (intensities or labels) together with its grid geometry (LPS mm, SimpleITK conventions)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .geometry import Geometry
+
+
+@dataclass
+class Volume:
+    """A 3D scalar image: ``array`` indexed ``[k, j, i]`` (SimpleITK's NumPy order) on ``geometry``.
+
+    Physical coordinates are LPS millimetres (see :mod:`geometry`). ``name`` is only used in messages.
+    """
+
+    array: np.ndarray
+    geometry: Geometry
+    name: str = "image"
+
+    def __post_init__(self) -> None:
+        self.array = np.asarray(self.array)
+        if self.array.ndim != 3:
+            raise ValueError(f"{self.name} must be a 3D image, got an array with {self.array.ndim} dimensions "
+                             f"(shape {self.array.shape})")
+        if tuple(self.array.shape) != self.geometry.array_shape:
+            raise ValueError(f"{self.name} array shape {self.array.shape} does not match its geometry "
+                             f"{self.geometry.array_shape} (k, j, i)")
+
+    # --- I/O -------------------------------------------------------------------------------------
+    @classmethod
+    def from_sitk(cls, image: sitk.Image, name: str = "image") -> Volume:
+        if image.GetDimension() != 3:
+            raise ValueError(f"{name} must be a 3D image, got a {image.GetDimension()}D image")
+        if image.GetNumberOfComponentsPerPixel() != 1:
+            raise ValueError(f"{name} must have one component per voxel, got "
+                             f"{image.GetNumberOfComponentsPerPixel()}")
+        return cls(sitk.GetArrayFromImage(image), Geometry.of(image), name)
+
+    def to_sitk(self) -> sitk.Image:
+        image = sitk.GetImageFromArray(np.ascontiguousarray(self.array))
+        image.SetSpacing(self.geometry.spacing)
+        image.SetOrigin(self.geometry.origin)
+        image.SetDirection(self.geometry.direction)
+        return image
+
+    @classmethod
+    def read(cls, path: str | Path, name: str | None = None) -> Volume:
+        """Read any 3D image format SimpleITK knows (NIfTI, NRRD, MHA, a DICOM file ...)."""
+        path = Path(path)
+        label = name or path.name
+        if not path.exists():
+            raise ValueError(f"{label}: file not found: {path}")
+        try:
+            image = sitk.ReadImage(str(path))
+        except RuntimeError as error:
+            raise ValueError(f"{label}: cannot read {path}: {str(error).strip().splitlines()[-1]}") from error
+        return cls.from_sitk(image, label)
+
+    def write(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sitk.WriteImage(self.to_sitk(), str(path), useCompression=True)
+
+    # --- checks ----------------------------------------------------------------------------------
+    def require_finite(self) -> Volume:
+        """Raise ValueError if the image holds NaN or infinite values; return self."""
+        if np.issubdtype(self.array.dtype, np.floating) and not np.all(np.isfinite(self.array)):
+            bad = int(np.count_nonzero(~np.isfinite(self.array)))
+            raise ValueError(f"{self.name} contains {bad} NaN or infinite voxel values")
+        return self
+
+    def require_same_grid(self, other: Volume, tolerance_mm: float = 1e-3) -> Volume:
+        """Raise ValueError unless ``other`` lies on this volume's grid; return self."""
+        if not self.geometry.matches(other.geometry, tolerance_mm):
+            raise ValueError(f"{other.name} grid ({other.geometry.describe()}) does not match {self.name} grid "
+                             f"({self.geometry.describe()})")
+        return self
+
+    def with_array(self, array: np.ndarray, name: str | None = None) -> Volume:
+        """A new volume with the same geometry and another array."""
+        return Volume(array, self.geometry, name or self.name)
