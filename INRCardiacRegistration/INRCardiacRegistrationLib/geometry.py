@@ -29,6 +29,11 @@ class Geometry:
     direction: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
     def __post_init__(self) -> None:
+        # plain Python numbers, whatever was given (NumPy scalars would not survive weights_only loading)
+        object.__setattr__(self, "size", tuple(int(n) for n in self.size))
+        object.__setattr__(self, "spacing", tuple(float(s) for s in self.spacing))
+        object.__setattr__(self, "origin", tuple(float(o) for o in self.origin))
+        object.__setattr__(self, "direction", tuple(float(d) for d in self.direction))
         if len(self.size) != 3 or len(self.spacing) != 3 or len(self.origin) != 3 or len(self.direction) != 9:
             raise ValueError(
                 f"Geometry needs 3D size/spacing/origin and a 3x3 direction, got size={self.size}, "
