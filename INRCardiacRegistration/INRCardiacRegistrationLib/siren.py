@@ -10,8 +10,9 @@ Initialisation follows Sitzmann et al. (first layer U(-1/3, 1/3), later layers U
 
 The Jacobian ``du_n/dx_n`` is propagated alongside the activations (forward mode):
 ``dh_k/dx = omega cos(omega z_k) * (W_k dh_{k-1}/dx)``. Activations and the three directional derivatives
-are pushed through each weight matrix in one matrix product, so the Jacobian costs about three extra
-forward passes and one ordinary backward pass, instead of three create-graph autograd passes.
+are pushed through each weight matrix, so the Jacobian costs three extra forward products per layer (and
+their backward) instead of three create-graph autograd passes and a double backward. Measured on a 2-core
+CPU this is only ~1.2x faster than autograd: both are bound by the same matrix-product count.
 """
 
 from __future__ import annotations
@@ -63,21 +64,18 @@ class Siren(nn.Module):
     def forward_with_jacobian(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Displacement ``u_n`` (N, 3) and its Jacobian ``J[n, i, j] = d u_i / d x_j`` (N, 3, 3).
 
-        Forward-mode: the tangents ``dh/dx_j`` (three per point) travel with the activations.
+        Forward mode: the tangents ``T[n, j, :] = d h / d x_j`` (three per point) travel with the activations
+        through each layer, ``T <- omega cos(omega z) * (T @ W^T)``.
         """
-        n = x.shape[0]
         first = self.hidden[0]
         z = first(x)
-        # tangents of the first layer: d z / d x_j = W_1[:, j]  -> shape (N, 3, width)
         tangents = (self.omega * torch.cos(self.omega * z)).unsqueeze(1) * first.weight.t().unsqueeze(0)
         h = torch.sin(self.omega * z)
         for layer in self.hidden[1:]:
-            # One product for activations and tangents: rows [h; t_x; t_y; t_z] @ W^T.
-            stacked = torch.cat([h.unsqueeze(1), tangents], dim=1).reshape(n * 4, self.width)
-            product = (stacked @ layer.weight.t()).reshape(n, 4, self.width)
-            z = product[:, 0] + layer.bias
-            tangents = (self.omega * torch.cos(self.omega * z)).unsqueeze(1) * product[:, 1:]
+            z = torch.addmm(layer.bias, h, layer.weight.t())
+            tangents = (self.omega * torch.cos(self.omega * z)).unsqueeze(1) * torch.matmul(tangents,
+                                                                                              layer.weight.t())
             h = torch.sin(self.omega * z)
         u = self.output(h)
-        jacobian_t = tangents @ self.output.weight.t()  # (N, 3 [d/dx_j], 3 [u_i])
+        jacobian_t = torch.matmul(tangents, self.output.weight.t())  # (N, 3 [d/dx_j], 3 [u_i])
         return u, jacobian_t.transpose(1, 2)

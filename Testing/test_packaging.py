@@ -1,0 +1,40 @@
+"""Layout rules: every Lib file is listed in the Slicer module CMake; the Lib imports no Qt or Slicer app."""
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LIB = ROOT / "INRCardiacRegistration" / "INRCardiacRegistrationLib"
+MRML_BRIDGES = {"mrml_bridge.py"}  # the only Lib files allowed to import slicer (MRML classes)
+
+
+def test_module_cmake_lists_every_lib_file():
+    cmake = (ROOT / "INRCardiacRegistration" / "CMakeLists.txt").read_text()
+    listed = set(re.findall(r"\$\{MODULE_NAME\}Lib/(\w+\.py)", cmake))
+    present = {p.name for p in LIB.glob("*.py")}
+    assert present - listed == set(), "add these to INRCardiacRegistration/CMakeLists.txt"
+    assert listed - present == set(), "these are listed but missing"
+
+
+def test_lib_never_imports_qt_or_slicer_app():
+    for path in LIB.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                top = name.split(".")[0]
+                assert top not in ("qt", "ctk", "PythonQt"), f"{path.name} imports {name}"
+                if path.name not in MRML_BRIDGES:
+                    assert top != "slicer", f"{path.name} imports {name}"
+
+
+def test_resources_listed_in_cmake_exist():
+    cmake = (ROOT / "INRCardiacRegistration" / "CMakeLists.txt").read_text()
+    block = cmake.split("set(MODULE_RESOURCE_FILES", 1)[1].split(")", 1)[0]
+    for entry in block.split():
+        assert (ROOT / "Resources" / entry.replace("${MODULE_NAME}", "INRCardiacRegistration")).exists(), entry

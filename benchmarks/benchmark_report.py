@@ -1,0 +1,41 @@
+"""Shared helpers of the benchmark scripts: machine description and docs/benchmarks.md sections."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from pathlib import Path
+
+import torch
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+HEADER = "# Benchmarks\n\nEvery section is written by the script it names; re-run the command to refresh it.\n"
+
+
+def machine_description(device: torch.device) -> str:
+    """CPU model and core count, or the GPU name, plus the torch version."""
+    if device.type == "cuda":
+        what = torch.cuda.get_device_name(device)
+    else:
+        model = platform.processor() or platform.machine()
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+        what = f"{model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+    return f"{what}; torch {torch.__version__}"
+
+
+def update_section(title: str, body: str, path: Path = DOCS) -> Path:
+    """Replace (or append) the ``## title`` section of docs/benchmarks.md with ``body``."""
+    text = path.read_text() if path.exists() else HEADER
+    section = f"## {title}\n\n{body.strip()}\n"
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text.rstrip() + "\n")
+    return path
