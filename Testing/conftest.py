@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from INRCardiacRegistrationLib.masks import sampling_mask
 from INRCardiacRegistrationLib.pair_registration import register_pair
 from INRCardiacRegistrationLib.registration_config import RegistrationConfig

@@ -6,7 +6,6 @@ import sys
 
 import numpy as np
 import SimpleITK as sitk
-
 from INRCardiacRegistrationLib.cli import main
 
 

@@ -4,7 +4,6 @@ same device, and a CUDA checkpoint that loads on the CPU."""
 import numpy as np
 import pytest
 import torch
-
 from conftest import SMALL
 from INRCardiacRegistrationLib.pair_registration import register_pair
 from INRCardiacRegistrationLib.registration_result import PairRegistration

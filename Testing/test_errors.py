@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import SMALL
 from INRCardiacRegistrationLib.devices import resolve_device
 from INRCardiacRegistrationLib.geometry import Geometry

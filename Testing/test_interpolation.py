@@ -3,7 +3,6 @@
 import numpy as np
 import SimpleITK as sitk
 import torch
-
 from INRCardiacRegistrationLib.geometry import Geometry
 from INRCardiacRegistrationLib.interpolation import VolumeSampler
 from INRCardiacRegistrationLib.sampling import MaskPointSampler

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-
 from INRCardiacRegistrationLib.losses import (
     normalized_cross_correlation,
     registration_loss,

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from INRCardiacRegistrationLib.geometry import Geometry
 from INRCardiacRegistrationLib.metrics import dice, hd95_mm, negative_jacobian_percent, tre_mm
 

@@ -6,7 +6,6 @@ import threading
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from conftest import SMALL
 from INRCardiacRegistrationLib.displacement_field_io import read_displacement_transform
 from INRCardiacRegistrationLib.metrics import dice

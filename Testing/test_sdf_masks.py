@@ -2,17 +2,16 @@
 
 import numpy as np
 import pytest
-from scipy.ndimage import binary_dilation, distance_transform_edt
-
 from INRCardiacRegistrationLib.geometry import Geometry
 from INRCardiacRegistrationLib.masks import dilate_mm, label_mask, sampling_mask
 from INRCardiacRegistrationLib.sdf import sdf_feature, signed_distance_mm
 from INRCardiacRegistrationLib.volume import Volume
+from scipy.ndimage import binary_dilation, distance_transform_edt
 
 
 def _sphere(radius_mm=12.0, spacing=(1.0, 1.0, 2.5)):
     size = tuple(int(round(40.0 / h)) for h in spacing)
-    geometry = Geometry(size, spacing, tuple(-0.5 * (n - 1) * h for n, h in zip(size, spacing)))
+    geometry = Geometry(size, spacing, tuple(-0.5 * (n - 1) * h for n, h in zip(size, spacing, strict=True)))
     distance = np.linalg.norm(geometry.voxel_centres_physical(), axis=-1) - radius_mm
     return Volume(distance <= 0, geometry, "sphere"), distance
 

@@ -1,7 +1,6 @@
 """The analytic (forward-mode) Jacobian against the autograd oracle; SIREN initialisation."""
 
 import torch
-
 from INRCardiacRegistrationLib.jacobian import determinant_of_identity_plus, jacobian_autograd
 from INRCardiacRegistrationLib.pair_registration import register_pair
 from INRCardiacRegistrationLib.siren import Siren

@@ -13,7 +13,6 @@ import json
 import time
 
 import torch
-
 from benchmark_report import machine_description, update_section
 from INRCardiacRegistrationLib.devices import resolve_device
 from INRCardiacRegistrationLib.masks import sampling_mask

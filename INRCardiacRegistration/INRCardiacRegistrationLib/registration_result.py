@@ -140,8 +140,9 @@ class PairRegistration:
         trilinear interpolation thresholded at 0.5, multi-valued labels by nearest neighbour. Only voxels
         within the reach of the label (its box grown by the largest displacement) are evaluated.
         """
-        label.require_same_grid(Volume(np.zeros(self.fixed_geometry.array_shape, np.uint8), self.fixed_geometry,
-                                       "fixed frame"))
+        if not self.fixed_geometry.matches(label.geometry):
+            raise ValueError(f"{label.name} grid ({label.geometry.describe()}) does not match the fixed frame "
+                             f"({self.fixed_geometry.describe()})")
         values = np.asarray(label.array)
         result = np.zeros(grid.array_shape, dtype=values.dtype)
         inside_ijk = np.argwhere(values > 0)[:, ::-1]
