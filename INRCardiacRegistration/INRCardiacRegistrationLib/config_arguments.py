@@ -22,6 +22,7 @@ _HELP = {
     "regularization_weight": "lambda of the Jacobian-determinant penalty",
     "tau": "clip of the Jacobian-determinant penalty",
     "jacobian": "Jacobian computation: analytic or autograd",
+    "jacobian_points": "points per iteration that carry the Jacobian penalty (0 = all)",
     "seed": "random seed",
     "device": "auto, cpu or cuda[:N]",
     "normalization": "intensity normalisation: quantile or window",

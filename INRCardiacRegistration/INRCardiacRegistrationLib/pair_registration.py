@@ -138,6 +138,7 @@ def register_pair(
     generator = torch.Generator(device=device)
     generator.manual_seed(config.seed + 1)
     use_jacobian = config.regularization_weight > 0
+    jacobian_points = min(config.jacobian_points or config.points, config.points)
     scale = coordinates.scale_mm
 
     losses: list[torch.Tensor] = []
@@ -159,12 +160,17 @@ def register_pair(
         determinant = None
         if not use_jacobian:
             u_n = network(x_n)
-        elif config.jacobian == "analytic":
-            u_n, jacobian_u = network.forward_with_jacobian(x_n)
-            determinant = determinant_of_identity_plus(jacobian_u)
         else:
-            u_n, jacobian_u = jacobian_autograd(network, x_n, create_graph=True)
+            # The penalty is a mean over points; with jacobian_points < points it is estimated on the first
+            # (random) jacobian_points of the batch, the rest only needs the plain forward pass.
+            with_jacobian = x_n[:jacobian_points]
+            if config.jacobian == "analytic":
+                u_n, jacobian_u = network.forward_with_jacobian(with_jacobian)
+            else:
+                u_n, jacobian_u = jacobian_autograd(network, with_jacobian, create_graph=True)
             determinant = determinant_of_identity_plus(jacobian_u)
+            if jacobian_points < config.points:
+                u_n = torch.cat([u_n, network(x_n[jacobian_points:])])
         fixed_values = fixed_sampler(x_mm)
         moving_values = moving_sampler(x_mm + scale * u_n)
         terms = registration_loss(

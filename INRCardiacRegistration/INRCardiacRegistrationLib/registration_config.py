@@ -28,6 +28,7 @@ class RegistrationConfig:
     regularization_weight: float = 0.05  # lambda of the Jacobian-determinant term
     tau: float = 10.0                 # clip of the symmetric Jacobian penalty
     jacobian: str = "analytic"        # "analytic" (forward mode) or "autograd" (the paper's way; slower)
+    jacobian_points: int = 0          # points per iteration carrying the Jacobian penalty; 0 = all (paper)
     seed: int = 0
     device: str = "auto"              # "auto" | "cpu" | "cuda[:N]"
     normalization: str = "quantile"   # "quantile" (per volume) or "window" (fixed HU window)
@@ -61,6 +62,8 @@ class RegistrationConfig:
              "regularization_weight", ">= 0")
         need(math.isfinite(self.tau) and self.tau > 0, "tau", "> 0")
         need(self.jacobian in JACOBIANS, "jacobian", f"one of {JACOBIANS}")
+        need(isinstance(self.jacobian_points, int) and self.jacobian_points >= 0, "jacobian_points",
+             "an integer >= 0 (0 = all points)")
         need(isinstance(self.seed, int), "seed", "an integer")
         need(isinstance(self.device, str) and (self.device in ("auto", "cpu") or self.device.startswith("cuda")),
              "device", "'auto', 'cpu' or 'cuda[:N]'")
