@@ -196,11 +196,18 @@ def test_contraction_time_course():
 
 
 # --- acceptance 2: labels, landmarks and the map agree ---------------------------------------------------
-def test_pushed_ed_myocardium_matches_every_frame(phantom):
-    ed = phantom.labels[0].array == MYO
-    for frame in range(1, SMALL.frames):
-        pushed = P.push_reference_mask(ed, frame, SMALL)
-        assert dice(pushed, phantom.labels[frame].array == MYO) >= 0.97, frame
+def test_verify_phantom_reports_the_acceptance_figures(manifest_path):
+    """Acceptance 1-3 in one call, measured from the written files (what ``--verify`` prints)."""
+    figures = P.verify_phantom(manifest_path)
+    assert 0.50 <= figures["ejection_fraction"] <= 0.65
+    assert figures["myocardium_volume_max_deviation"] < 0.05
+    assert figures["torsion_deg"] == pytest.approx(SMALL.torsion_deg, abs=0.05)
+    assert figures["longitudinal_shortening"] == pytest.approx(SMALL.longitudinal_shortening, abs=0.002)
+    assert figures["pushed_myocardium_dice_min"] >= 0.97        # ED myocardium pushed to every frame
+    assert figures["pushed_myocardium_dice"][0] > 0.99
+    assert figures["trajectories_vs_map_max_mm"] < 0.01
+    assert figures["transforms_vs_trajectories_max_mm"] < 0.05
+    assert len(figures["blood_pool_ml"]) == len(figures["myocardium_ml"]) == SMALL.frames
 
 
 def test_pushed_ed_myocardium_at_default_resolution(default_frames):
@@ -277,13 +284,17 @@ def test_configuration_round_trip_and_presets():
 def test_cli_writes_a_phantom(tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["phantom", str(out), "--frames", "4", "--spacing", "3", "--size", "40", "40", "32",
-                 "--seed", "2", "--noise", "5", "--quiet"]) == 0
+                 "--seed", "2", "--noise", "5", "--verify"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
-    assert capsys.readouterr().out.strip() == str(out / "manifest.json")
+    printed = capsys.readouterr()
+    assert printed.out.strip() == str(out / "manifest.json")
+    assert "EF " in printed.err and "pushed_myocardium_dice_min" in printed.err
     assert manifest["size"] == [40, 40, 32] and manifest["spacing"] == [3.0, 3.0, 3.0]
     assert manifest["generator"]["parameters"]["seed"] == 2
     assert manifest["generator"]["parameters"]["noise_hu"] == 5.0
     assert len(manifest["ground_truth_transforms"]) == 4 and manifest["es_frame"] == 2
+    assert main(["phantom", str(tmp_path / "quiet"), "--frames", "3", "--spacing", "4", "--quiet"]) == 0
+    assert capsys.readouterr() == (str(tmp_path / "quiet" / "manifest.json") + "\n", "")
 
 
 @pytest.mark.parametrize("arguments, message", [

@@ -2,7 +2,8 @@
 
 10,000 points, 5 x 256 SIREN, omega 30, alpha 0.8 with SDFs, Jacobian term on, on a synthetic pair; all
 variants measured in the same run: exact analytic, autograd (the paper's way), and analytic with the penalty
-estimated on a random eighth of the points (``jacobian_points``, not the default). Prints one JSON line; ``--write-docs`` also updates docs/benchmarks.md.
+estimated on a random eighth of the points (``jacobian_points``, not the default).
+Prints one JSON line; ``--write-docs`` also updates docs/benchmarks.md.
 
     python benchmarks/iteration_speed.py --iterations 20 --device cpu --write-docs
 """
@@ -78,7 +79,8 @@ def main() -> None:
     if args.write_docs:
         body = (
             f"`python benchmarks/iteration_speed.py --iterations {args.iterations} --repeats {args.repeats} "
-            f"--device {device.type} --write-docs` (best of {args.repeats} interleaved repeats)\n\nMachine: {record['machine']}.\n\n"
+            f"--device {device.type} --write-docs` (best of {args.repeats} interleaved repeats)\n\n"
+            f"Machine: {record['machine']}.\n\n"
             "Paper configuration: 10,000 points, 5 x 256 SIREN, omega 30, alpha 0.8 with SDFs, Jacobian term "
             "on.\n\n| Jacobian | s / iteration |\n|---|---|\n"
             f"| analytic (forward mode) | {results['analytic_s_per_it']:.4f} |\n"

@@ -64,6 +64,9 @@ def write_displacement_field(path: str | Path, displacement_mm: np.ndarray, geom
             sitk.WriteTransform(sitk.DisplacementFieldTransform(image), temporary)
         else:
             sitk.WriteImage(image, temporary, useCompression=True)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

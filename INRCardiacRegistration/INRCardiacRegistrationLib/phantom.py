@@ -327,7 +327,7 @@ def contraction(phase: float, es_phase: float) -> float:
     """
     phase = float(phase) % 1.0
     if phase <= es_phase:
-        return 0.5 * (1.0 - np.cos(np.pi * phase / es_phase))
+        return float(0.5 * (1.0 - np.cos(np.pi * phase / es_phase)))
     tau = (phase - es_phase) / (1.0 - es_phase)
     return float(1.0 - 0.8 * _smoothstep(tau / 0.45) - 0.2 * _smoothstep((tau - 0.75) / 0.25))
 
@@ -1021,6 +1021,13 @@ def _make_frame(config: PhantomConfig, frame: int, with_displacement: bool) -> P
                         landmarks)
 
 
+def _prepare(config: PhantomConfig) -> None:
+    """Build the cached lookups (texture lattice, coronary tree, landmarks) once, before worker threads."""
+    _texture_for(config)
+    _coronary_tree()
+    _landmarks_heart()
+
+
 def _default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
@@ -1046,6 +1053,7 @@ def phantom_frames(config: PhantomConfig, frames: Sequence[int] | None = None, w
         if not 0 <= f < config.frames:
             raise ValueError(f"frames: frame {f} is outside [0, {config.frames - 1}]")
     workers = _check_workers(workers)
+    _prepare(config)
     if workers == 1 or len(frames) == 1:
         return [_make_frame(config, f, with_displacement) for f in frames]
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -1091,29 +1099,32 @@ def generate_phantom(out_dir: str | Path, config: PhantomConfig | None = None, m
     convention) and, with ``montage``, ``montage.png``. The manifest is written last.
     """
     config = config or PhantomConfig()
+    _prepare(config)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"out_dir exists and is not a folder: {out_dir}")
     (out_dir / "ground_truth").mkdir(parents=True, exist_ok=True)
+    (out_dir / "manifest.json").unlink(missing_ok=True)  # a folder without a manifest is incomplete
     say = progress or (lambda message: None)
     started = time.perf_counter()
     images: list[Volume | None] = [None] * config.frames
     labels: list[Volume | None] = [None] * config.frames
     montage_frames: dict[int, PhantomFrame] = {}
 
-    def one(frame: int) -> int:
-        result = _make_frame(config, frame, with_displacement=True)
-        write_displacement_field(out_dir / "ground_truth" / f"frame_{frame:03d}.h5", result.displacement_mm,
-                                 result.displacement_geometry)
-        images[frame], labels[frame] = result.image, result.labels
-        if montage and frame in (0, config.es_frame):
-            result.displacement_mm = None
-            montage_frames[frame] = result
-        return frame
-
+    # Frames are rendered in worker threads (numpy releases the GIL); every file is written here, in this
+    # thread, because SimpleITK's HDF5 writer is not thread-safe.
     with ThreadPoolExecutor(max_workers=_check_workers(workers)) as pool:
-        for done, frame in enumerate(pool.map(one, range(config.frames)), start=1):
-            say(f"frame {frame} rendered ({done}/{config.frames}, {time.perf_counter() - started:.1f} s)")
+        results = pool.map(lambda f: _make_frame(config, f, with_displacement=True), range(config.frames))
+        for result in results:
+            frame = result.frame
+            write_displacement_field(out_dir / f"ground_truth/frame_{frame:03d}.h5", result.displacement_mm,
+                                     result.displacement_geometry)
+            result.displacement_mm = None
+            images[frame], labels[frame] = result.image, result.labels
+            if montage and frame in (0, config.es_frame):
+                montage_frames[frame] = result
+            elapsed = time.perf_counter() - started
+            say(f"frame {frame} rendered ({frame + 1}/{config.frames}, {elapsed:.1f} s)")
     gt_paths = [f"ground_truth/frame_{t:03d}.h5" for t in range(config.frames)]
     _write_image_atomic(_join_frames(images), out_dir / "ct_4d.nii.gz")
     _write_image_atomic(_join_frames(labels), out_dir / "labels_4d.nii.gz")
