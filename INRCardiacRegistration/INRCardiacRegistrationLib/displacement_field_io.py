@@ -13,13 +13,12 @@ Files: ``.h5``/``.hdf5``/``.tfm`` are ITK transform files (``DisplacementFieldTr
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from .atomic_file import atomic_path
 from .geometry import Geometry
 
 TRANSFORM_SUFFIXES = (".h5", ".hdf5", ".tfm", ".txt", ".mat")
@@ -56,21 +55,11 @@ def write_displacement_field(path: str | Path, displacement_mm: np.ndarray, geom
     if suffix not in TRANSFORM_SUFFIXES + IMAGE_SUFFIXES:
         raise ValueError(f"unsupported displacement field file type {suffix!r} for {path}; use .h5, .nrrd or .mha")
     image = displacement_image(displacement_mm, geometry)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_path(path, suffix) as temporary:
         if suffix in TRANSFORM_SUFFIXES:
             sitk.WriteTransform(sitk.DisplacementFieldTransform(image), temporary)
         else:
             sitk.WriteImage(image, temporary, useCompression=True)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
     return path
 
 

@@ -19,12 +19,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .atomic_file import write_text_atomic
 
 MARKUPS_SCHEMA = (
     "https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/Resources/Schema/"
@@ -98,22 +98,6 @@ class Trajectories:
 
 
 # --- helpers ------------------------------------------------------------------------------------------
-def _atomic_write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    return path
-
-
 def _require_file(path: Path, what: str) -> None:
     if not path.is_file():
         raise ValueError(f"{what} file not found: {path}")
@@ -173,7 +157,7 @@ def write_markups_json(path: str | Path, landmarks: Landmarks, name: str = "Land
     if not path.name.lower().endswith(".json"):
         raise ValueError(f"markups file name must end with .mrk.json, got {path.name!r}")
     text = json.dumps(markups_json_dict(landmarks, name, descriptions), indent=2) + "\n"
-    return _atomic_write_text(path, text)
+    return write_text_atomic(path, text)
 
 
 def read_markups_json(path: str | Path) -> Landmarks:
@@ -293,7 +277,7 @@ def write_trajectories_csv(path: str | Path, trajectories: Trajectories, decimal
         for n, label in enumerate(trajectories.labels):
             x, y, z = trajectories.points_lps[t, n]
             writer.writerow([frame, label, f"{x:.{decimals}f}", f"{y:.{decimals}f}", f"{z:.{decimals}f}"])
-    return _atomic_write_text(path, stream.getvalue())
+    return write_text_atomic(path, stream.getvalue())
 
 
 def read_trajectories_csv(path: str | Path) -> Trajectories:

@@ -39,7 +39,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -53,6 +52,7 @@ from scipy.interpolate import CubicSpline
 from scipy.spatial import cKDTree
 
 from . import __version__
+from .atomic_file import atomic_path, write_text_atomic
 from .displacement_field_io import (
     read_displacement_field,
     read_displacement_transform,
@@ -1061,23 +1061,9 @@ def phantom_frames(config: PhantomConfig, frames: Sequence[int] | None = None, w
 
 
 # --- files --------------------------------------------------------------------------------------------
-def _publish(temporary: str, path: Path) -> None:
-    """Give a finished temporary file the usual permissions (mkstemp makes it 0600) and move it in place."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)
-    os.replace(temporary, path)
-
-
 def _write_image_atomic(image: sitk.Image, path: Path) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".nii.gz", dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_path(path, ".nii.gz") as temporary:
         sitk.WriteImage(image, temporary, useCompression=True)
-        _publish(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
 
 
 def _join_frames(volumes: Sequence[Volume]) -> sitk.Image:
@@ -1165,11 +1151,7 @@ def generate_phantom(out_dir: str | Path, config: PhantomConfig | None = None, m
         write_montage(out_dir / "montage.png", montage_frames[0], montage_frames[config.es_frame])
         manifest["montage"] = "montage.png"
     path = out_dir / "manifest.json"
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=out_dir)
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        json.dump(manifest, stream, indent=2)
-        stream.write("\n")
-    _publish(temporary, path)
+    write_text_atomic(path, json.dumps(manifest, indent=2) + "\n")
     say(f"wrote {path} in {time.perf_counter() - started:.1f} s")
     return path
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .atomic_file import atomic_path
 from .coordinates import NormalizedCoordinates
 from .displacement_field_io import write_displacement_field
 from .geometry import Geometry
@@ -187,12 +188,9 @@ class PairRegistration:
 
     def save(self, path: str | Path) -> Path:
         """Write the checkpoint atomically (``torch.save`` to a temporary file, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".tmp-{path.name}")
-        torch.save(self.checkpoint(), temporary)
-        temporary.replace(path)
-        return path
+        with atomic_path(path) as temporary:
+            torch.save(self.checkpoint(), temporary)
+        return Path(path)
 
     @classmethod
     def from_checkpoint(cls, data: dict, device: str | torch.device = "cpu") -> PairRegistration:

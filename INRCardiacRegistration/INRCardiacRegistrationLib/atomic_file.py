@@ -1,0 +1,40 @@
+"""Atomic file writing: write to a temporary file beside the target, then rename it into place, so readers
+(and a resumed run) never see a half-written file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[str]:
+    """Yield a temporary file name in ``path``'s folder; on success it replaces ``path``, on error it is removed.
+
+    ``suffix`` (default: ``path``'s) keeps writers that choose the format by extension (SimpleITK) working.
+    The file gets the usual permissions (``0666 & ~umask``), not mkstemp's 0600.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix if suffix is None else suffix,
+                                         dir=path.parent)
+    os.close(handle)
+    try:
+        yield temporary
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8, newlines as given) to ``path`` atomically."""
+    with atomic_path(path) as temporary, open(temporary, "w", encoding="utf-8", newline="") as stream:
+        stream.write(text)
+    return Path(path)
