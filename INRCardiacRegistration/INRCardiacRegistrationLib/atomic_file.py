@@ -9,17 +9,26 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+COMPOUND_SUFFIXES = (".nii.gz", ".seq.nrrd", ".mrk.json", ".seg.nrrd")
+
+
+def file_suffix(path: str | Path) -> str:
+    """The suffix that names a file's format, lower case: ``.nii.gz`` for ``x.nii.gz``, else ``Path.suffix``."""
+    name = Path(path).name.lower()
+    return next((suffix for suffix in COMPOUND_SUFFIXES if name.endswith(suffix)), Path(name).suffix)
+
 
 @contextmanager
 def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[str]:
     """Yield a temporary file name in ``path``'s folder; on success it replaces ``path``, on error it is removed.
 
-    ``suffix`` (default: ``path``'s) keeps writers that choose the format by extension (SimpleITK) working.
+    ``suffix`` (default: :func:`file_suffix` of ``path``) keeps writers that choose the format by extension
+    (SimpleITK) working.
     The file gets the usual permissions (``0666 & ~umask``), not mkstemp's 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix if suffix is None else suffix,
+    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=file_suffix(path) if suffix is None else suffix,
                                          dir=path.parent)
     os.close(handle)
     try:

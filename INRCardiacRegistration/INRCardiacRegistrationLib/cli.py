@@ -11,6 +11,8 @@ from . import __version__
 
 # sub-command name -> module (imported lazily so that ``inr-cardiac --help`` stays fast)
 COMMANDS = {
+    "register": "register_command",
+    "demo": "demo_command",
     "pair": "pair_command",
     "phantom": "phantom_command",
 }

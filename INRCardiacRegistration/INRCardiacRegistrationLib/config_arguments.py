@@ -12,7 +12,8 @@ import dataclasses
 from .registration_config import PRESETS, RegistrationConfig, preset
 
 _HELP = {
-    "iterations": "optimiser iterations per pair",
+    "iterations": "optimiser iterations of a pair trained from scratch (the first pair of a cycle)",
+    "warm_start_iterations": "optimiser iterations of a pair warm-started from the previous pair",
     "points": "random points per iteration",
     "width": "SIREN units per hidden layer",
     "depth": "SIREN hidden layers",
@@ -35,6 +36,13 @@ _HELP = {
     "progress_every": "iterations between progress reports",
 }
 _SKIPPED = {"extra"}
+# Short or paper-style names accepted besides the field names.
+_ALIASES = {
+    "iterations": ("--iterations-first",),
+    "warm_start_iterations": ("--iterations-others",),
+    "learning_rate": ("--lr",),
+    "regularization_weight": ("--lambda",),
+}
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +66,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             kwargs.update(type=int)
         elif isinstance(value, float):
             kwargs.update(type=float)
-        group.add_argument(option, **kwargs)
+        group.add_argument(option, *_ALIASES.get(field.name, ()), **kwargs)
 
 
 def config_from_arguments(args: argparse.Namespace) -> RegistrationConfig:
@@ -69,3 +77,15 @@ def config_from_arguments(args: argparse.Namespace) -> RegistrationConfig:
         if value is not None:
             overrides[field.name] = tuple(value) if isinstance(value, list) else value
     return preset(args.preset, **overrides)
+
+
+def config_argv(args: argparse.Namespace) -> list[str]:
+    """The options (``--preset`` and every given field) that reproduce ``args``' configuration on another command
+    line built with :func:`add_config_arguments`."""
+    argv = ["--preset", args.preset]
+    for field in dataclasses.fields(RegistrationConfig):
+        value = getattr(args, f"config_{field.name}", None)
+        if value is not None:
+            values = value if isinstance(value, list | tuple) else [value]
+            argv += ["--" + field.name.replace("_", "-"), *[str(v) for v in values]]
+    return argv

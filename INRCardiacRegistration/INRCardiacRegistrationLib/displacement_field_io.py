@@ -18,16 +18,11 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .atomic_file import atomic_path
+from .atomic_file import atomic_path, file_suffix
 from .geometry import Geometry
 
 TRANSFORM_SUFFIXES = (".h5", ".hdf5", ".tfm", ".txt", ".mat")
 IMAGE_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd", ".nii", ".nii.gz")
-
-
-def _suffix(path: Path) -> str:
-    name = path.name.lower()
-    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
 def displacement_image(displacement_mm: np.ndarray, geometry: Geometry) -> sitk.Image:
@@ -51,11 +46,11 @@ def write_displacement_field(path: str | Path, displacement_mm: np.ndarray, geom
     The file format follows the suffix: an ITK transform file (``.h5``) or a vector image (``.nrrd``, ``.mha``).
     """
     path = Path(path)
-    suffix = _suffix(path)
+    suffix = file_suffix(path)
     if suffix not in TRANSFORM_SUFFIXES + IMAGE_SUFFIXES:
         raise ValueError(f"unsupported displacement field file type {suffix!r} for {path}; use .h5, .nrrd or .mha")
     image = displacement_image(displacement_mm, geometry)
-    with atomic_path(path, suffix) as temporary:
+    with atomic_path(path) as temporary:
         if suffix in TRANSFORM_SUFFIXES:
             sitk.WriteTransform(sitk.DisplacementFieldTransform(image), temporary)
         else:
@@ -68,7 +63,7 @@ def read_displacement_transform(path: str | Path) -> sitk.DisplacementFieldTrans
     path = Path(path)
     if not path.exists():
         raise ValueError(f"displacement field file not found: {path}")
-    if _suffix(path) in TRANSFORM_SUFFIXES:
+    if file_suffix(path) in TRANSFORM_SUFFIXES:
         transform = sitk.ReadTransform(str(path))
         if transform.GetName() == "CompositeTransform":
             composite = sitk.CompositeTransform(transform)

@@ -118,6 +118,15 @@ class Geometry:
                 b[axis] = 0.0
         return a, b
 
+    def subgrid(self, low_ijk: np.ndarray, high_ijk: np.ndarray) -> Geometry:
+        """The part of this grid between integer indices ``low_ijk`` and ``high_ijk`` (inclusive, (i, j, k),
+        clipped to the grid): same spacing and direction, its voxels are this grid's voxels."""
+        low = np.clip(np.floor(np.asarray(low_ijk, dtype=np.float64)), 0, np.asarray(self.size) - 1).astype(int)
+        high = np.clip(np.ceil(np.asarray(high_ijk, dtype=np.float64)), 0, np.asarray(self.size) - 1).astype(int)
+        if np.any(high < low):
+            raise ValueError(f"subgrid: empty index box {low.tolist()} .. {high.tolist()}")
+        return Geometry(tuple(high - low + 1), self.spacing, tuple(self.index_to_physical(low)), self.direction)
+
     # --- comparison ----------------------------------------------------------------------------
     def matches(self, other: Geometry, tolerance_mm: float = 1e-3) -> bool:
         """True when both grids have the same size and place every voxel within ``tolerance_mm``."""

@@ -48,7 +48,7 @@ class RegistrationProgress:
 CancelSignal = Callable[[], bool] | threading.Event | None
 
 
-def _is_cancelled(cancel: CancelSignal) -> bool:
+def is_cancelled(cancel: CancelSignal) -> bool:
     if cancel is None:
         return False
     if isinstance(cancel, threading.Event):
@@ -153,7 +153,7 @@ def register_pair(
         progress(RegistrationProgress(iteration, config.iterations, loss, elapsed, eta))
 
     for iteration in range(1, config.iterations + 1):
-        if _is_cancelled(cancel):
+        if is_cancelled(cancel):
             raise RegistrationCancelled(f"registration cancelled at iteration {iteration - 1}")
         x_mm = points.sample(config.points, generator)
         x_n = coordinates.to_normalized(x_mm)

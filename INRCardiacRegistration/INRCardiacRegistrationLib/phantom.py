@@ -58,6 +58,7 @@ from .displacement_field_io import (
     read_displacement_transform,
     write_displacement_field,
 )
+from .frame_sequence_io import read_4d_frames
 from .geometry import Geometry
 from .landmarks_io import (
     Landmarks,
@@ -1201,14 +1202,7 @@ class Phantom:
 def _split_4d(path: Path, name: str) -> list[Volume]:
     if not path.is_file():
         raise ValueError(f"phantom {name} file not found: {path}")
-    image = sitk.ReadImage(str(path))
-    if image.GetDimension() != 4:
-        raise ValueError(f"{path} is not a 4D image")
-    array = sitk.GetArrayFromImage(image)  # (t, k, j, i)
-    direction = np.asarray(image.GetDirection()).reshape(4, 4)[:3, :3]
-    geometry = Geometry(tuple(image.GetSize()[:3]), tuple(image.GetSpacing()[:3]),
-                        tuple(image.GetOrigin()[:3]), tuple(direction.ravel()))
-    return [Volume(array[t], geometry, f"{name} frame {t}") for t in range(array.shape[0])]
+    return read_4d_frames(path, name)
 
 
 def load_phantom(manifest_path: str | Path) -> Phantom:

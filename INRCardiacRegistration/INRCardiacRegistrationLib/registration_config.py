@@ -18,7 +18,8 @@ JACOBIANS = ("analytic", "autograd")
 class RegistrationConfig:
     """Hyper-parameters of one pairwise SIREN registration. Units: mm for distances, HU for windows."""
 
-    iterations: int = 2000            # optimiser steps (paper: 2000 for the first pair, 1000 after)
+    iterations: int = 2000            # optimiser steps of a pair trained from scratch (paper: 2000)
+    warm_start_iterations: int = 1000  # steps of a pair warm-started from the previous pair (paper: 1000)
     points: int = 10_000              # random points per iteration in the sampling mask
     width: int = 256                  # SIREN hidden units per layer
     depth: int = 5                    # SIREN hidden (sine) layers
@@ -52,6 +53,8 @@ class RegistrationConfig:
                 raise ValueError(f"RegistrationConfig '{name}' must be {rule}, got {getattr(self, name)!r}")
 
         need(isinstance(self.iterations, int) and self.iterations >= 0, "iterations", "an integer >= 0")
+        need(isinstance(self.warm_start_iterations, int) and self.warm_start_iterations >= 0,
+             "warm_start_iterations", "an integer >= 0")
         need(isinstance(self.points, int) and self.points >= 2, "points", "an integer >= 2")
         need(isinstance(self.width, int) and self.width >= 1, "width", "an integer >= 1")
         need(isinstance(self.depth, int) and self.depth >= 1, "depth", "an integer >= 1")

@@ -8,7 +8,6 @@ through phi's inverse (``propagate_fixed_label``, fixed-point iteration).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from . import __version__
 from .atomic_file import atomic_path
 from .coordinates import NormalizedCoordinates
 from .displacement_field_io import write_displacement_field
+from .displacement_map import DisplacementMap, tensor_chunks
 from .geometry import Geometry
 from .interpolation import VolumeSampler
 from .jacobian import determinant_of_identity_plus
@@ -27,11 +27,10 @@ from .siren import Siren
 from .volume import Volume
 
 CHECKPOINT_FORMAT = "inr-cardiac-pair-checkpoint/1"
-EVALUATION_CHUNK = 1 << 16  # points per network evaluation when sampling grids
 
 
 @dataclass
-class PairRegistration:
+class PairRegistration(DisplacementMap):
     """A trained SIREN with its coordinate frame, configuration and training record."""
 
     network: Siren
@@ -52,30 +51,19 @@ class PairRegistration:
     def torch_device(self) -> torch.device:
         return next(self.network.parameters()).device
 
-    def _chunks(self, points_mm: np.ndarray):
-        points = np.asarray(points_mm, dtype=np.float64).reshape(-1, 3)
-        for start in range(0, points.shape[0], EVALUATION_CHUNK):
-            chunk = points[start:start + EVALUATION_CHUNK]
-            yield torch.as_tensor(chunk, dtype=torch.float32, device=self.torch_device)
-
     @torch.no_grad()
     def displacement_at(self, points_mm: np.ndarray) -> np.ndarray:
         """u (N, 3) in mm at fixed-frame physical points (N, 3) LPS mm."""
         out = [self.coordinates.scale_mm * self.network(self.coordinates.to_normalized(x)) for x in
-               self._chunks(points_mm)]
+               tensor_chunks(points_mm, self.torch_device)]
         return torch.cat(out).double().cpu().numpy() if out else np.zeros((0, 3))
-
-    def map_points(self, points_mm: np.ndarray) -> np.ndarray:
-        """phi(x): fixed-frame points (N, 3) LPS mm -> their positions in the moving frame (N, 3) LPS mm."""
-        points_mm = np.asarray(points_mm, dtype=np.float64)
-        return points_mm + self.displacement_at(points_mm).reshape(points_mm.shape)
 
     @torch.no_grad()
     def jacobian_determinant_at(self, points_mm: np.ndarray) -> np.ndarray:
         """det(grad phi) (N,) at fixed-frame points; grad phi is taken in physical mm (the normalisation
         scale cancels)."""
         out = []
-        for x in self._chunks(points_mm):
+        for x in tensor_chunks(points_mm, self.torch_device):
             _, jacobian_u = self.network.forward_with_jacobian(self.coordinates.to_normalized(x))
             out.append(determinant_of_identity_plus(jacobian_u))
         return torch.cat(out).double().cpu().numpy() if out else np.zeros((0,))
@@ -111,63 +99,19 @@ class PairRegistration:
         mode = "bilinear" if interpolation == "linear" else "nearest"
         sampler = VolumeSampler([moving.array], moving.geometry, self.torch_device, mode=mode)
         mapped = self.map_points(grid.voxel_centres_physical().reshape(-1, 3))
-        values = torch.cat([sampler(x)[:, 0] for x in self._chunks(mapped)]).cpu().numpy()
+        values = torch.cat([sampler(x)[:, 0] for x in tensor_chunks(mapped, self.torch_device)]).cpu().numpy()
         values = values.reshape(grid.array_shape)
         if interpolation == "nearest":
             values = np.rint(values).astype(moving.array.dtype)
         return Volume(values, grid, f"{moving.name} warped")
 
-    def inverse_map_points(self, points_mm: np.ndarray, iterations: int = 50,
-                           tolerance_mm: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
-        """phi^-1 by fixed-point iteration ``x <- y - u(x)``: moving-frame points (N, 3) LPS mm -> the
-        fixed-frame points that map onto them. Returns ``(x, residual_mm)`` with ``residual = |phi(x) - y|``."""
-        targets = np.asarray(points_mm, dtype=np.float64).reshape(-1, 3)
-        x = targets.copy()
-        active = np.arange(targets.shape[0])
-        for _ in range(iterations):
-            if active.size == 0:
-                break
-            updated = targets[active] - self.displacement_at(x[active])
-            step = np.linalg.norm(updated - x[active], axis=1)
-            x[active] = updated
-            active = active[step > tolerance_mm]
-        residual = np.linalg.norm(self.map_points(x) - targets, axis=1)
-        return x, residual
-
     def propagate_fixed_label(self, label: Volume, grid: Geometry, iterations: int = 50) -> Volume:
-        """A label of the fixed frame carried into the moving frame, on ``grid`` (the moving grid).
-
-        Each voxel y of ``grid`` takes the label found at phi^-1(y) in the fixed frame: binary labels by
-        trilinear interpolation thresholded at 0.5, multi-valued labels by nearest neighbour. Only voxels
-        within the reach of the label (its box grown by the largest displacement) are evaluated.
-        """
+        """A label of the fixed frame carried into the moving frame, on ``grid`` (the moving grid); see
+        :meth:`DisplacementMap.propagate_fixed_label`."""
         if not self.fixed_geometry.matches(label.geometry):
             raise ValueError(f"{label.name} grid ({label.geometry.describe()}) does not match the fixed frame "
                              f"({self.fixed_geometry.describe()})")
-        values = np.asarray(label.array)
-        result = np.zeros(grid.array_shape, dtype=values.dtype)
-        inside_ijk = np.argwhere(values > 0)[:, ::-1]
-        if inside_ijk.size == 0:
-            raise ValueError(f"{label.name} is empty: nothing to propagate")
-        inside_mm = label.geometry.index_to_physical(inside_ijk)
-        reach = float(np.max(np.linalg.norm(self.displacement_at(inside_mm), axis=1)))
-        margin = reach + 2.0 * max(max(label.geometry.spacing), max(grid.spacing))
-        low, high = inside_mm.min(0) - margin, inside_mm.max(0) + margin
-        centres = grid.voxel_centres_physical().reshape(-1, 3)
-        candidates = np.flatnonzero(np.all((centres >= low) & (centres <= high), axis=1))
-        if candidates.size == 0:
-            return Volume(result, grid, f"{label.name} propagated")
-        sources, residual = self.inverse_map_points(centres[candidates], iterations)
-        if np.percentile(residual, 99) > 0.1:
-            warnings.warn(f"phi inverse did not converge everywhere (99th percentile residual "
-                          f"{np.percentile(residual, 99):.3f} mm); the map may fold", stacklevel=2)
-        binary = np.array_equal(np.unique(values), [0, 1]) or values.dtype == bool
-        mode = "bilinear" if binary else "nearest"
-        sampler = VolumeSampler([values.astype(np.float32)], label.geometry, self.torch_device, mode=mode)
-        sampled = torch.cat([sampler(x)[:, 0] for x in self._chunks(sources)]).cpu().numpy()
-        flat = result.reshape(-1)
-        flat[candidates] = (sampled >= 0.5) if binary else np.rint(sampled).astype(values.dtype)
-        return Volume(result, grid, f"{label.name} propagated")
+        return super().propagate_fixed_label(label, grid, iterations)
 
     # --- checkpoints --------------------------------------------------------------------------------
     def checkpoint(self) -> dict:

@@ -8,7 +8,15 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from .atomic_file import atomic_path
 from .geometry import Geometry
+
+
+def write_image_atomic(image: sitk.Image, path: str | Path) -> Path:
+    """``sitk.WriteImage`` (compressed) to a temporary file beside ``path``, then renamed into place."""
+    with atomic_path(path) as temporary:
+        sitk.WriteImage(image, temporary, useCompression=True)
+    return Path(path)
 
 
 @dataclass
@@ -61,10 +69,9 @@ class Volume:
             raise ValueError(f"{label}: cannot read {path}: {str(error).strip().splitlines()[-1]}") from error
         return cls.from_sitk(image, label)
 
-    def write(self, path: str | Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sitk.WriteImage(self.to_sitk(), str(path), useCompression=True)
+    def write(self, path: str | Path) -> Path:
+        """Write the image (format from the suffix, compressed) atomically: temporary file, then rename."""
+        return write_image_atomic(self.to_sitk(), path)
 
     # --- checks ----------------------------------------------------------------------------------
     def require_finite(self) -> Volume:
