@@ -5,8 +5,8 @@ where that tissue is in frame t.
 
 - ``non-sequential``: one SIREN per frame, K -> t, trained directly.
 - ``sequential``: one SIREN per step, t-1 -> t (its own frame pair), and ``phi_t = step_t o phi_{t-1}``.
-  The composition is evaluated exactly at the nodes of the field grid and at the landmarks (each step's
-  network is applied to the previous positions), so the written transform of frame t is the composed map.
+  The composition is evaluated exactly at the nodes of the field grid (each step's network is applied to
+  the previous positions), so the written transform of frame t is the composed map.
 
 Frames are processed around the cycle starting after the reference: K+1, K+2, ..., T-1, 0, ..., K-1 (a cardiac
 cycle is periodic), each network warm-started from the previous one (the paper: 2000 iterations for the first
@@ -17,7 +17,8 @@ uninterrupted one.
 Per frame the run folder (:mod:`run_folder`) receives the transform (ITK displacement field on the field grid:
 the reference grid cropped to the sampling mask and landmarks plus a margin, or the whole reference grid),
 the reference myocardium propagated into frame t (through the written field's inverse), the checkpoint,
-the landmark positions and finally the frame's record with its metrics.
+the landmark positions (the written field applied to the reference landmarks, so that SimpleITK or Slicer
+applying the transform file reproduces them) and finally the frame's record with its metrics.
 """
 
 from __future__ import annotations
@@ -152,7 +153,6 @@ class _Tracking:
     previous: PairRegistration | None = None
     positions: np.ndarray | None = None      # field-grid nodes mapped to the last frame (N, 3) LPS mm
     determinants: np.ndarray | None = None   # det grad phi of the composed map at the sampling-mask nodes
-    landmarks: np.ndarray | None = None      # reference landmarks mapped to the last frame (L, 3) LPS mm
     mask: Volume | None = None               # the reference sampling mask carried into the last frame
 
 
@@ -283,9 +283,12 @@ class _CycleRun:
         return target_registration_errors_mm(positions[index], truth.points_lps).tolist()
 
     def write_frame(self, frame: int, displacement: np.ndarray, determinants: np.ndarray,
-                    landmarks: np.ndarray | None, result: PairRegistration | None, pair: str,
+                    result: PairRegistration | None, pair: str,
                     seconds: float) -> tuple[FrameRecord, SampledDisplacementMap]:
-        """Write every file of ``frame`` and, last, its record. ``displacement``: u at the field-grid nodes."""
+        """Write every file of ``frame`` and, last, its record. ``displacement``: u at the field-grid nodes.
+
+        Landmarks and the propagated label are derived from the written field itself (trilinear between its
+        nodes, as ITK and Slicer apply it), so every output agrees with the transform file."""
         run, inputs = self.run, self.inputs
         frame_grid = inputs.frames[frame].geometry
         u = displacement.reshape(*self.grid.array_shape, 3)
@@ -301,6 +304,7 @@ class _CycleRun:
         files["label"] = run.label_path(frame)
         if result is not None:
             files["checkpoint"] = result.save(run.checkpoint_path(frame))
+        landmarks = None if inputs.landmarks is None else field_map.map_points(inputs.landmarks.points_lps)
         if landmarks is not None:
             files["landmarks"] = write_markups_json(run.landmarks_path(frame),
                                                     Landmarks(inputs.landmarks.labels, landmarks),
@@ -330,26 +334,22 @@ class _CycleRun:
             return self.reference
         return self.order[self.order.index(frame) - 1] if frame != self.order[0] else self.reference
 
-    def advance(self, frame: int, result: PairRegistration) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Apply ``frame``'s pair to the tracked points: ``(u at the field nodes, det at the mask nodes,
-        landmark positions)`` of the map reference -> ``frame``; updates the tracking state."""
+    def advance(self, frame: int, result: PairRegistration) -> tuple[np.ndarray, np.ndarray]:
+        """Apply ``frame``'s pair to the tracked points: ``(u at the field nodes, det at the mask nodes)`` of the
+        map reference -> ``frame``; updates the tracking state."""
         tracking = self.tracking
-        reference_landmarks = None if self.inputs.landmarks is None else self.inputs.landmarks.points_lps
         if self.config.mode == "non-sequential":
             displacement = result.displacement_at(self.nodes)
             determinants = result.jacobian_determinant_at(self.nodes[self.mask_nodes])
-            landmarks = None if reference_landmarks is None else result.map_points(reference_landmarks)
         else:
             positions = self.nodes if tracking.positions is None else tracking.positions
             previous_det = 1.0 if tracking.determinants is None else tracking.determinants
-            previous_landmarks = reference_landmarks if tracking.landmarks is None else tracking.landmarks
             moved = result.map_points(positions)
             determinants = result.jacobian_determinant_at(positions[self.mask_nodes]) * previous_det
-            landmarks = None if previous_landmarks is None else result.map_points(previous_landmarks)
             displacement = moved - self.nodes
-            tracking.positions, tracking.determinants, tracking.landmarks = moved, determinants, landmarks
+            tracking.positions, tracking.determinants = moved, determinants
         tracking.previous = result
-        return displacement, determinants, landmarks
+        return displacement, determinants
 
     def carry_mask(self, frame: int, field_map: SampledDisplacementMap) -> None:
         """Sequential mode: the reference sampling mask carried into ``frame`` (where the next pair samples)."""
@@ -380,10 +380,9 @@ class _CycleRun:
                                cancel=self.cancelled)
         self.iterations_done = done_before + config.iterations
         self.training_seconds = self.training_before + result.seconds
-        displacement, determinants, landmarks = self.advance(frame, result)
+        displacement, determinants = self.advance(frame, result)
         seconds = time.perf_counter() - started
-        record, field_map = self.write_frame(frame, displacement, determinants, landmarks, result,
-                                             f"{fixed}->{frame}", seconds)
+        record, field_map = self.write_frame(frame, displacement, determinants, result, f"{fixed}->{frame}", seconds)
         self.carry_mask(frame, field_map)
         self.overhead_seconds.append(time.perf_counter() - started - result.seconds)
         return record
@@ -391,7 +390,7 @@ class _CycleRun:
     def replay(self, frame: int) -> None:
         """Rebuild the tracking state after a finished ``frame`` from its checkpoint (resume)."""
         result = PairRegistration.load(self.run.checkpoint_path(frame), self.device)
-        displacement, _, _ = self.advance(frame, result)
+        displacement, _ = self.advance(frame, result)
         if self.config.mode == "sequential" and frame == self.last_finished:
             self.carry_mask(frame, SampledDisplacementMap(displacement.reshape(*self.grid.array_shape, 3),
                                                           self.grid))
@@ -405,9 +404,8 @@ class _CycleRun:
         self.last_finished = self.order[finished - 1] if finished else None
         if self.reference not in records:
             zero = np.zeros_like(self.nodes)
-            landmarks = None if inputs.landmarks is None else inputs.landmarks.points_lps
-            records[self.reference] = self.write_frame(self.reference, zero, np.ones(len(self.mask_nodes)),
-                                                       landmarks, None, "", math.nan)[0]
+            records[self.reference] = self.write_frame(self.reference, zero, np.ones(len(self.mask_nodes)), None,
+                                                       "", math.nan)[0]
         if self.config.mode == "sequential":
             for frame in self.order[:finished]:
                 self.replay(frame)
