@@ -105,7 +105,7 @@ class PairRegistration(DisplacementMap):
             values = np.rint(values).astype(moving.array.dtype)
         return Volume(values, grid, f"{moving.name} warped")
 
-    def propagate_fixed_label(self, label: Volume, grid: Geometry, iterations: int = 50) -> Volume:
+    def propagate_fixed_label(self, label: Volume, grid: Geometry, iterations: int = 100) -> Volume:
         """A label of the fixed frame carried into the moving frame, on ``grid`` (the moving grid); see
         :meth:`DisplacementMap.propagate_fixed_label`."""
         if not self.fixed_geometry.matches(label.geometry):
