@@ -56,7 +56,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         option = "--" + field.name.replace("_", "-")
         value = getattr(defaults, field.name)
-        kwargs: dict = {"default": None, "dest": f"config_{field.name}",
+        kwargs: dict = {"default": None, "dest": f"config_{field.name}", "metavar": field.name.upper(),
                         "help": f"{_HELP.get(field.name, field.name)} (paper: {value})"}
         if isinstance(value, tuple):
             kwargs.update(nargs=2, type=float, metavar=("LOW", "HIGH"))
