@@ -194,25 +194,20 @@ def run_summary(run: RunFolder, annotated: Trajectories | None = None) -> str:
         frames = [t for t in others if math.isfinite(_float(data.rows[t].get(name)))]
         return frames, np.array([_float(data.rows[t][name]) for t in frames])
 
-    frames, dice = column("dice")
-    if frames:
-        worst = frames[int(np.argmin(dice))]
-        lines.append(f"Dice ({excluded}; {len(frames)} frames): mean {dice.mean():.3f}, "
-                     f"min {dice.min():.3f} (frame {worst})")
-    else:
-        lines.append(f"Dice ({excluded}): no values")
-    frames, hd95 = column("hd95_mm")
-    if frames:
-        worst = frames[int(np.argmax(hd95))]
-        lines.append(f"HD95 ({excluded}; {len(frames)} frames): mean {hd95.mean():.2f} mm, "
-                     f"max {hd95.max():.2f} mm (frame {worst})")
-    else:
-        lines.append(f"HD95 ({excluded}): no values")
-    frames, tre = column("tre_mm")
-    if frames:
-        worst = frames[int(np.argmax(tre))]
-        text = (f"TRE ({excluded}; {len(frames)} frames): mean {tre.mean():.2f} mm, "
-                f"max {tre.max():.2f} mm (frame {worst})")
+    def statistics(name: str, title: str, lower_is_worse: bool, unit: str, digits: int) -> str | None:
+        """``title (...): mean ..., min|max ... (frame t)`` over the non-reference frames, or None."""
+        frames, values = column(name)
+        if not frames:
+            return None
+        index = int(np.argmin(values) if lower_is_worse else np.argmax(values))
+        return (f"{title} ({excluded}; {len(frames)} frames): mean {values.mean():.{digits}f}{unit}, "
+                f"{'min' if lower_is_worse else 'max'} {values[index]:.{digits}f}{unit} (frame {frames[index]})")
+
+    lines.append(statistics("dice", "Dice", True, "", 3) or f"Dice ({excluded}): no values")
+    lines.append(statistics("hd95_mm", "HD95", False, " mm", 2) or f"HD95 ({excluded}): no values")
+    text = statistics("tre_mm", "TRE", False, " mm", 2)
+    if text:
+        frames, _ = column("tre_mm")
         displacement = _mean_displacement(annotated, k, data.predicted)
         unregistered = [displacement[t] for t in frames if t in displacement]
         if unregistered:
@@ -623,8 +618,8 @@ def write_report(run: RunFolder, frames: list[Volume] | None = None, frame_label
         _plot_overlays(figure, outer[1].subgridspec(3, columns), run, data, list(frames), frame_labels,
                        annotated)
     status = data.info.get("status", "?")
-    title = (f"INR registration run {data.root.name}: {_header(data)} - {done} / {data.frames} frames done, "
-             f"status {status}")
+    title = (f"INR registration, run folder '{data.root.name}': {_header(data)} - {done} / {data.frames} frames "
+             f"done, status {status}")
     subtitle = f"reference frame {data.reference}"
     if data.missing:
         subtitle += f"; frames not finished: {_frame_list(data.missing)}"
