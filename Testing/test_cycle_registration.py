@@ -138,9 +138,10 @@ def test_simpleitk_transforms_reproduce_the_trajectories(finished_run, tiny_phan
 
 
 def test_sequential_mode_composes_the_pair_maps(tiny_phantom, tmp_path):
-    """The sequential transforms and trajectories equal the pair checkpoints applied one after another."""
+    """The sequential transforms and trajectories equal the pair checkpoints applied one after another.
+    (``--resume`` with a new folder simply starts the run.)"""
     out = tmp_path / "sequential"
-    assert main(register_argv(tiny_phantom, out, "--mode", "sequential", "--quiet", "--no-report")) == 0
+    assert main(register_argv(tiny_phantom, out, "--mode", "sequential", "--quiet", "--no-report", "--resume")) == 0
     run = RunFolder(out)
     rows = {row["frame"]: row for row in run.read_metrics()}
     assert [rows[t]["pair"] for t in (1, 2, 3)] == ["0->1", "1->2", "2->3"]

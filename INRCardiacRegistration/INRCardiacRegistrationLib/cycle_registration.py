@@ -218,19 +218,20 @@ class _CycleRun:
     # --- run.json --------------------------------------------------------------------------------------
     def start(self, description: dict, resume: bool, warnings_text: list[str]) -> dict[int, FrameRecord]:
         """Create or reopen the run folder; return the records of frames already finished."""
-        wanted = {"cycle": self.config.to_dict(), "inputs": description}
-        if self.run.exists():
+        cycle = self.config.to_dict()
+        registration = cycle.pop("registration")
+        wanted = {"config": registration, "cycle": cycle, "inputs": description}
+        previous = self.run.read_run_info() if self.run.exists() else None
+        if previous is not None:
             if not resume:
                 raise ValueError(f"{self.run.root} already holds a run (run.json): use --resume to continue it, "
                                  "or another output folder")
-            info = self.run.read_run_info()
-            differences = _resume_differences({"cycle": info.get("cycle", {}), "inputs": info.get("inputs", {})},
-                                              wanted)
+            differences = _resume_differences({key: previous.get(key, {}) for key in wanted}, wanted)
             if differences:
                 raise ValueError(f"cannot resume {self.run.root}: it was started with other settings ("
                                  + "; ".join(differences[:3]) + (" ..." if len(differences) > 3 else "") + ")")
-            if info.get("frames") != self.inputs.frame_count:
-                raise ValueError(f"cannot resume {self.run.root}: it has {info.get('frames')} frames, the input "
+            if previous.get("frames") != self.inputs.frame_count:
+                raise ValueError(f"cannot resume {self.run.root}: it has {previous.get('frames')} frames, the input "
                                  f"{self.inputs.frame_count}")
         elif self.run.root.exists() and any(self.run.root.iterdir()):
             raise ValueError(f"output folder {self.run.root} is not empty and holds no run: choose a new folder")
@@ -242,7 +243,6 @@ class _CycleRun:
             "mode": self.config.mode,
             "preset": self.config.preset,
             "order": self.order,
-            "config": self.config.registration.to_dict(),
             **wanted,
             "geometry": self.inputs.reference.geometry.to_dict(),
             "field_geometry": self.grid.to_dict(),
@@ -254,8 +254,7 @@ class _CycleRun:
             "warnings": list(warnings_text),
             "started": _now(),
         }
-        if resume:
-            previous = self.run.read_run_info()
+        if previous is not None:
             info["first_started"] = previous.get("first_started", previous.get("started"))
             info["resumed"] = int(previous.get("resumed", 0)) + 1
         self.run.write_run_info(info)
@@ -442,7 +441,8 @@ def register_cycle(inputs: CycleInputs, config: CycleConfig, run_dir, *, resume:
             equal ``config.reference_frame``.
         config: the cycle and pair settings.
         run_dir: the run folder; it must be new or empty, or hold this run when ``resume`` is True (then the
-            finished frames are kept and the rest is computed, with the same results as an uninterrupted run).
+            finished frames are kept and the rest is computed, with the same results as an uninterrupted run;
+            ``resume`` with a new folder simply starts the run).
         description: what the inputs were (paths, label values); stored in ``run.json`` and compared on resume.
         warnings_text: warnings met while reading the inputs, recorded in ``run.json``.
         progress: called with every event written to ``progress.jsonl`` (a dict, see

@@ -114,7 +114,7 @@ def _inputs_from_run(args: argparse.Namespace) -> None:
         if key in cycle:
             setattr(args, key, cycle[key])
     args.preset = cycle.get("preset", args.preset)
-    args.stored_registration = cycle.get("registration")
+    args.stored_registration = info.get("config")
 
 
 @contextmanager

@@ -7,7 +7,11 @@ or crashed run therefore keeps every finished frame and resumes from there.
 
 Layout (``NNN`` = the 0-based frame index, zero-padded to at least three digits)::
 
-    run.json                       configuration, inputs, versions, device, status, timings
+    run.json                       format, status (running|finished|cancelled|failed), frames, reference_frame,
+                                   mode, preset, order (frames in processing order), config (the pairwise
+                                   RegistrationConfig), cycle (the CycleConfig's own fields), inputs (paths,
+                                   label values), geometry, field_geometry, device, versions, warnings,
+                                   started/ended/seconds (this session), resumed (count), error
     progress.jsonl                 one JSON event per line (see :meth:`RunFolder.append_event`)
     cancel                         created by anyone who wants the worker to stop (then removed on resume)
     transforms/frame_NNN.h5        reference -> frame t (ITK displacement field, resampling convention,
