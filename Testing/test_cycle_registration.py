@@ -286,3 +286,59 @@ def test_demo_summary_mentions_ground_truth(tmp_path, capsys):
     evaluation = json.loads((tmp_path / "demo" / "run" / "phantom_evaluation.json").read_text())
     assert [row["frame"] for row in evaluation["frames"]] == [0, 1, 2]
     assert (tmp_path / "demo" / "run" / "report.png").is_file()
+
+
+def _api_inputs(phantom, reference: int):
+    from INRCardiacRegistrationLib.cycle_inputs import build_cycle_inputs
+
+    return build_cycle_inputs(phantom.images, dict(enumerate(phantom.labels)), reference, myocardium_label=1,
+                              heart_labels=[1, 2, 3], landmarks=phantom.trajectories.at_frame(reference),
+                              annotated=phantom.trajectories)
+
+
+def _api_config(mode: str, reference: int):
+    from INRCardiacRegistrationLib.cycle_registration import CycleConfig
+    from INRCardiacRegistrationLib.registration_config import preset
+
+    registration = preset("fast", device="cpu", width=64, depth=3, points=2000, iterations=60,
+                          warm_start_iterations=30, omega=20.0)
+    return CycleConfig(registration, mode=mode, reference_frame=reference, preset="fast")
+
+
+def test_sequential_run_that_failed_resumes_to_the_uninterrupted_result(tiny_phantom, tmp_path):
+    """Sequential mode with reference frame 2 (order 3, 0, 1): an error in the middle of frame 0 is recorded
+    ('failed', finished frames kept, CycleFailed raised); resuming replays the finished step and ends with the
+    metrics and transforms of an uninterrupted run."""
+    from INRCardiacRegistrationLib.cycle_registration import CycleFailed, register_cycle
+
+    inputs, config = _api_inputs(tiny_phantom, 2), _api_config("sequential", 2)
+    whole = register_cycle(inputs, config, tmp_path / "whole")
+    assert whole.status == "finished"
+    assert [whole.records[t].pair for t in (3, 0, 1)] == ["2->3", "3->0", "0->1"]
+
+    def crash(event: dict) -> None:
+        if event["event"] == "iteration" and event["frame"] == 0:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(CycleFailed, match="simulated crash"):
+        register_cycle(inputs, config, tmp_path / "broken", progress=crash)
+    broken = RunFolder(tmp_path / "broken")
+    assert broken.read_run_info()["status"] == "failed" and broken.read_events()[-1]["event"] == "failed"
+    assert sorted(broken.finished_records(4)) == [2, 3]
+    resumed = register_cycle(inputs, config, tmp_path / "broken", resume=True)
+    assert resumed.status == "finished"
+    assert metric_rows_without_time(broken) == metric_rows_without_time(whole.run)
+    for t in range(4):
+        ours, _ = read_displacement_field(broken.transform_path(t))
+        theirs, _ = read_displacement_field(whole.run.transform_path(t))
+        assert np.array_equal(ours, theirs), f"frame {t} transform differs"
+
+
+def test_resume_without_image_keeps_the_run_settings(finished_run):
+    """--resume with only --out reuses run.json; options that contradict it are refused (exit 2)."""
+    out = str(finished_run.root)
+    assert main(["register", "--out", out, "--resume", "--quiet", "--alpha", "0.5"]) == 2
+    assert main(["register", "--out", out, "--resume", "--quiet", "--mode", "sequential"]) == 2
+    assert main(["register", "--out", out, "--resume", "--quiet", "--labels", "x.nii.gz"]) == 2
+    assert main(["register", "--out", out, "--resume", "--quiet", "--no-report", "--device", "cpu"]) == 0
+    assert finished_run.read_run_info()["status"] == "finished"

@@ -146,7 +146,7 @@ def test_folder_of_frames_in_natural_order(tmp_path):
 
 
 def _write_dicom_phases(folder: Path, frames: np.ndarray, geometry: Geometry = GRID, temporal_only: bool = False,
-                        seed: int = 3) -> list[Path]:
+                        seed: int = 3, constant_trigger: bool = False) -> list[Path]:
     """One DICOM file per (slice, phase), names and instance numbers shuffled, trigger times differing a little
     between slices (each slice its own breath-hold)."""
     folder.mkdir()
@@ -163,9 +163,11 @@ def _write_dicom_phases(folder: Path, frames: np.ndarray, geometry: Geometry = G
             tags = {"0008|0060": "MR", "0008|0016": "1.2.840.10008.5.1.4.1.1.4", "0020|000d": "1.2.826.0.1.3680043.9",
                     "0020|000e": "1.2.826.0.1.3680043.9.1", "0008|0018": f"1.2.826.0.1.3680043.9.1.{t}.{k}",
                     "0020|0013": str(number + 1)}
-            if temporal_only:
+            if temporal_only or constant_trigger:
                 tags["0020|0100"] = str(t + 1)
-            else:
+            if constant_trigger:
+                tags["0018|1060"] = "0"
+            elif not temporal_only:
                 tags["0018|1060"] = f"{t * 50.0 + 1.3 * k:.2f}"
             for tag, value in tags.items():
                 piece.SetMetaData(tag, value)
@@ -190,6 +192,15 @@ def test_dicom_folder_grouped_into_phases(tmp_path, temporal_only):
         assert sequence.source == "DICOM folder: 6 slices x 3 phases grouped by trigger time"
         np.testing.assert_allclose(sequence.trigger_times_ms, [50.0 * t + 1.3 * 2.5 for t in range(3)], atol=0.01)
         assert sequence.frame_names[1] == "phase 1 (trigger time 53.2 ms)"
+
+
+def test_dicom_constant_trigger_time_falls_back_to_temporal_position(tmp_path):
+    """Some scanners write one TriggerTime for every phase: the phases are then ordered by the next tag."""
+    frames = _frames(count=3)
+    _write_dicom_phases(tmp_path / "dicom", frames, constant_trigger=True)
+    sequence = read_frame_sequence(tmp_path / "dicom")
+    _assert_frames(sequence, frames, tolerance_mm=1e-3)
+    assert sequence.source.endswith("grouped by temporal position")
 
 
 @pytest.mark.skipif(not SUNNYBROOK.is_dir(), reason=f"Sunnybrook DICOM data not present at {SUNNYBROOK}")

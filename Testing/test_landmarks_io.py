@@ -95,6 +95,9 @@ def test_trajectories_csv_round_trip(tmp_path):
     np.testing.assert_allclose(back.at_frame(2).points_lps, points[2], atol=1e-6)
     reference = read_landmarks(path)            # a trajectory CSV read as landmarks: its first frame
     np.testing.assert_allclose(reference.points_lps, points[0], atol=1e-6)
+    np.testing.assert_allclose(read_landmarks(path, frame=2).points_lps, points[2], atol=1e-6)  # the reference's
+    with pytest.raises(ValueError, match="frame 7 is not in the trajectories"):
+        read_landmarks(path, frame=7)
 
 
 @pytest.mark.parametrize("name, text, message", [

@@ -127,7 +127,8 @@ def test_summary_numbers_exclude_the_reference_frame(tmp_path):
     assert f"mean {sum(tre) / len(tre):.2f} mm" in text
     moved = [np.linalg.norm(_centre(t) - _centre(REFERENCE)) for t in others]  # every landmark moves alike
     assert f"without registration {np.mean(moved):.2f} mm" in text
-    assert "max 0.2 %" in text
+    jacobian = [JACOBIAN[t] for t in others]
+    assert f"mean {np.mean(jacobian):.4f} %, max 0.2000 % (frame 3)" in text
     later = [SECONDS[t] for t in others if t != 2]  # frame 2 is the first pair of the started event's order
     assert "first pair (frame 2, 300 iterations) 90.0 s" in text
     assert f"later pairs mean {sum(later) / len(later):.1f} s ({len(later)} pairs)" in text

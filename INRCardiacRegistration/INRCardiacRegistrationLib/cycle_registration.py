@@ -12,7 +12,7 @@ Frames are processed around the cycle starting after the reference: K+1, K+2, ..
 cycle is periodic), each network warm-started from the previous one (the paper: 2000 iterations for the first
 pair, 1000 after). Every frame is seeded with ``seed + t``, so a resumed run (which reloads the previous
 frame's checkpoint and, in sequential mode, replays the finished steps) ends with the same results as an
-uninterrupted one.
+uninterrupted one on the same device.
 
 Per frame the run folder (:mod:`run_folder`) receives the transform (ITK displacement field on the field grid:
 the reference grid cropped to the sampling mask and landmarks plus a margin, or the whole reference grid),
@@ -61,7 +61,8 @@ class CycleConfig:
 
     ``field_region``: ``"heart"`` writes each transform on the reference grid cropped to the sampling mask and
     the landmarks plus ``field_margin_mm`` (a network is meaningless far outside where it was trained, and
-    full-resolution fields of the whole scan are huge); ``"full"`` uses the whole reference grid.
+    full-resolution fields of the whole scan are huge); ``"full"`` uses the whole reference grid. Beyond half a
+    voxel outside its grid, ITK (and Slicer) apply a displacement field as the identity.
     """
 
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
@@ -91,6 +92,11 @@ class CycleConfig:
         values = dict(data)
         values["registration"] = RegistrationConfig.from_dict(values.get("registration", {}))
         return cls(**values)
+
+
+class CycleFailed(RuntimeError):
+    """A run that had started failed; the original error is the ``__cause__``. The run folder keeps every
+    finished frame, ``run.json`` says ``failed`` and why, and ``--resume`` can continue it."""
 
 
 @dataclass
@@ -128,8 +134,10 @@ def _versions() -> dict:
             "SimpleITK": sitk.Version_VersionString(), "numpy": np.__version__, "python": platform.python_version()}
 
 
-# Settings that may differ between a run and its resumption without changing what is computed.
-_RESUME_IGNORED = {"device", "progress_every"}
+# Settings that may differ between a run and its resumption without changing what is computed (the preset is
+# only a name: the registration settings themselves are compared). A run resumed on another device continues
+# correctly but is not bit-identical to an uninterrupted one.
+_RESUME_IGNORED = {"device", "progress_every", "preset"}
 
 
 def _resume_differences(stored: dict, wanted: dict, prefix: str = "") -> list[str]:
@@ -233,6 +241,13 @@ class _CycleRun:
             if previous.get("frames") != self.inputs.frame_count:
                 raise ValueError(f"cannot resume {self.run.root}: it has {previous.get('frames')} frames, the input "
                                  f"{self.inputs.frame_count}")
+            for key, grid in (("geometry", self.inputs.reference.geometry), ("field_geometry", self.grid)):
+                stored = previous.get(key)
+                if stored is None or not Geometry.from_dict(stored).matches(grid):
+                    raise ValueError(f"cannot resume {self.run.root}: its {key} differs from the inputs' "
+                                     f"({grid.describe()}); were the input files changed?")
+        elif self.run.root.exists() and not self.run.root.is_dir():
+            raise ValueError(f"output folder {self.run.root} exists and is not a folder")
         elif self.run.root.exists() and any(self.run.root.iterdir()):
             raise ValueError(f"output folder {self.run.root} is not empty and holds no run: choose a new folder")
         self.run.clear_cancel()
@@ -411,8 +426,9 @@ class _CycleRun:
         elif finished:
             self.tracking.previous = PairRegistration.load(run.checkpoint_path(self.order[finished - 1]),
                                                            self.device)
-        for frame in self.order[finished:]:  # frames after a gap are redone
-            records.pop(frame, None)
+        for frame in self.order[finished:]:  # frames after a gap are redone: no longer finished
+            if records.pop(frame, None) is not None:
+                run.record_path(frame).unlink(missing_ok=True)
         todo = self.order[finished:]
         self.emit("started", frames=inputs.frame_count, reference_frame=self.reference, order=self.order,
                   finished=sorted(records), todo=todo, iterations_total=sum(self.iterations_for(t) for t in todo))
@@ -451,8 +467,8 @@ def register_cycle(inputs: CycleInputs, config: CycleConfig, run_dir, *, resume:
             the run stops after the frame files already written, records a ``cancelled`` event and returns
             with ``status == "cancelled"``.
 
-    Raises ValueError for inconsistent settings (before writing anything); any other error is recorded as a
-    ``failed`` event and status in ``run.json`` and re-raised.
+    Raises ValueError for inconsistent inputs or settings (before writing anything); an error once the run has
+    started is recorded as a ``failed`` event and status in ``run.json`` and raised as :class:`CycleFailed`.
     """
     if config.reference_frame != inputs.reference_frame:
         raise ValueError(f"config reference_frame {config.reference_frame} differs from the inputs' "
@@ -466,7 +482,11 @@ def register_cycle(inputs: CycleInputs, config: CycleConfig, run_dir, *, resume:
         cycle.emit("cancelled", reason=str(stop), done=len(records), frames=inputs.frame_count)
         cycle.finish("cancelled")
         return CycleResult(cycle.run, "cancelled", records)
-    except BaseException as error:
+    except Exception as error:
+        cycle.emit("failed", error=f"{type(error).__name__}: {error}")
+        cycle.finish("failed", error=f"{type(error).__name__}: {error}")
+        raise CycleFailed(f"{type(error).__name__}: {error}") from error
+    except BaseException as error:  # KeyboardInterrupt without a signal handler, SystemExit: record and go on
         cycle.emit("failed", error=f"{type(error).__name__}: {error}")
         cycle.finish("failed", error=f"{type(error).__name__}: {error}")
         raise

@@ -60,10 +60,10 @@ class DisplacementMap:
                            newton_iterations: int = 30) -> tuple[np.ndarray, np.ndarray]:
         """phi^-1: moving-frame points (N, 3) LPS mm -> the reference-frame points that map onto them.
 
-        First the fixed-point iteration ``x <- y - u(x)`` from ``x = y`` (cheap, converges where phi stretches
-        or compresses by less than 2x); points where a step stops reducing ``|phi(x) - y|`` continue with damped
-        Newton steps ``x <- x - s (grad phi)^-1 (phi(x) - y)`` (grad phi by central differences, ``s`` halved
-        until the residual drops). Returns ``(x, residual_mm)`` with ``residual = |phi(x) - y|``.
+        First the fixed-point iteration ``x <- y - u(x)`` from ``x = y`` (cheap; it converges where phi
+        compresses or stretches by less than 2x); points where a step stops reducing ``|phi(x) - y|`` continue
+        with damped Newton steps ``x <- x - s (grad phi)^-1 (phi(x) - y)`` (grad phi by central differences,
+        ``s`` halved until the residual drops). Returns ``(x, residual_mm)`` with ``residual = |phi(x) - y|``.
         """
         targets = np.asarray(points_mm, dtype=np.float64).reshape(-1, 3)
         x = targets.copy()
@@ -141,8 +141,9 @@ class DisplacementMap:
 
 
 class SampledDisplacementMap(DisplacementMap):
-    """phi given by a displacement field sampled on a grid (trilinear between voxel centres, the border value
-    repeated outside), exactly what an exported ITK displacement-field file holds.
+    """phi given by a displacement field sampled on a grid: trilinear between voxel centres, as ITK applies an
+    exported displacement-field file. Outside the grid the border value is repeated here, while ITK and Slicer
+    use the identity beyond half a voxel outside; the two agree everywhere inside the grid.
 
     ``displacement_mm``: (k, j, i, 3) LPS mm on ``grid`` (the reference frame's field grid).
     """

@@ -309,11 +309,18 @@ def _read_dicom_folder(folder: Path, files: list[Path], name: str) -> _RawSequen
     # order the phases of each position
     orderings = (("trigger_time", "trigger time"), ("temporal_position", "temporal position"),
                  ("instance", "instance number"))
-    attribute, text = next(((a, t) for a, t in orderings if all(getattr(h, a) is not None for h in headers)),
-                           (None, None))
-    if attribute is None:
+    def orders_phases(attribute: str) -> bool:
+        """Present in every file and distinct within each slice position (some scanners write a constant
+        TriggerTime)."""
+        values = [[getattr(h, attribute) for h in group] for group in groups]
+        return all(v is not None for group in values for v in group) and all(
+            len(set(group)) == len(group) for group in values)
+
+    present = [(a, t) for a, t in orderings if all(getattr(h, a) is not None for h in headers)]
+    if not present:
         raise ValueError(f"{where}: cannot order the phases: the files lack TriggerTime (0018,1060), "
                          f"TemporalPositionIdentifier (0020,0100) and InstanceNumber (0020,0013)")
+    attribute, text = next(((a, t) for a, t in present if orders_phases(a)), present[0])
     for group, height in zip(groups, heights, strict=True):
         group.sort(key=lambda h: (getattr(h, attribute), h.instance or 0.0, natural_sort_key(h.path.name)))
         values = [getattr(h, attribute) for h in group]

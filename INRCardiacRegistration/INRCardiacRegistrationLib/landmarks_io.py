@@ -319,10 +319,11 @@ def read_trajectories_csv(path: str | Path) -> Trajectories:
 
 
 # --- any format ---------------------------------------------------------------------------------------
-def read_landmarks(path: str | Path) -> Landmarks:
+def read_landmarks(path: str | Path, frame: int | None = None) -> Landmarks:
     """Read reference landmarks (LPS mm) from ``.mrk.json`` / ``.json``, ``.fcsv`` or ``.csv``.
 
-    A trajectories CSV (with a ``frame`` column) is accepted too: its lowest frame is returned.
+    A trajectories CSV (with a ``frame`` column) is accepted too: the rows of ``frame`` (the reference frame;
+    ValueError when the file has none), or of its lowest frame when ``frame`` is None.
     """
     path = Path(path)
     name = path.name.lower()
@@ -335,6 +336,6 @@ def read_landmarks(path: str | Path) -> Landmarks:
         header, _ = _read_csv_rows(path)
         if "frame" in header:
             trajectories = read_trajectories_csv(path)
-            return trajectories.at_frame(trajectories.frames[0])
+            return trajectories.at_frame(trajectories.frames[0] if frame is None else frame)
         return read_points_csv(path)
     raise ValueError(f"unsupported landmark file {path.name!r}: use .mrk.json, .fcsv or .csv")

@@ -19,7 +19,7 @@ from pathlib import Path
 from .config_arguments import add_config_arguments, config_from_arguments
 
 EXIT_CANCELLED = 130
-_INPUT_OPTIONS = ("image", "labels", "myocardium_label", "heart_label", "landmarks", "landmarks_annotated")
+EXIT_FAILED = 1
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -46,19 +46,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                              "are drawn (dilated by --mask-dilation-voxels); default: the reference myocardium "
                              "dilated by --myocardium-margin-mm")
     inputs.add_argument("--landmarks", type=Path, metavar="FILE",
-                        help="landmarks on the reference frame: Slicer .mrk.json, .fcsv or CSV landmark,x,y,z (LPS mm)")
+                        help="landmarks on the reference frame: Slicer .mrk.json, .fcsv or CSV landmark,x,y,z "
+                             "(LPS mm); a CSV frame,landmark,x,y,z gives its reference-frame rows")
     inputs.add_argument("--landmarks-annotated", type=Path, metavar="CSV",
                         help="annotated positions per frame for TRE: CSV frame,landmark,x,y,z (LPS mm)")
     cycle = parser.add_argument_group("cycle")
-    cycle.add_argument("--mode", choices=("non-sequential", "sequential"), default="non-sequential",
+    cycle.add_argument("--mode", choices=("non-sequential", "sequential"), default=None,
                        help="non-sequential: reference -> t for every t; sequential: t-1 -> t, composed "
                             "(default: non-sequential)")
-    cycle.add_argument("--reference-frame", type=int, default=0, metavar="K",
+    cycle.add_argument("--reference-frame", type=int, default=None, metavar="K",
                        help="the reference frame (0-based, default 0 = ED)")
-    cycle.add_argument("--field-region", choices=("heart", "full"), default="heart",
+    cycle.add_argument("--field-region", choices=("heart", "full"), default=None,
                        help="grid of the written transforms: the reference grid cropped to the sampling mask and "
                             "landmarks plus --field-margin-mm (default), or the whole reference grid")
-    cycle.add_argument("--field-margin-mm", type=float, default=10.0, metavar="MM",
+    cycle.add_argument("--field-margin-mm", type=float, default=None, metavar="MM",
                        help="margin of the 'heart' field region (default 10)")
     cycle.add_argument("--resume", action="store_true",
                        help="continue the cancelled or crashed run in RUN_DIR, keeping its finished frames")
@@ -99,22 +100,54 @@ def describe_inputs(args: argparse.Namespace) -> dict:
     }
 
 
-def _inputs_from_run(args: argparse.Namespace) -> None:
-    """``--resume`` without IMAGE: take the inputs and the cycle settings from ``RUN_DIR/run.json``."""
+_CYCLE_OPTIONS = ("mode", "reference_frame", "field_region", "field_margin_mm")
+_INPUT_OPTIONS = ("labels", "myocardium_label", "heart_label", "landmarks", "landmarks_annotated")
+
+
+def _option(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _settings_from_run(args: argparse.Namespace) -> None:
+    """``--resume`` without IMAGE: take the inputs and every setting from ``RUN_DIR/run.json``; options given on
+    the command line must agree with them (only ``--device`` may change)."""
     from .run_folder import RunFolder
 
     info = RunFolder(args.out).read_run_info()
+    given = [_option(key) for key in _INPUT_OPTIONS if getattr(args, key)]
+    if given:
+        raise ValueError(f"--resume without IMAGE takes the inputs from {args.out}/run.json: drop {', '.join(given)} "
+                         "or give IMAGE and all inputs again")
     stored = info.get("inputs", {})
     args.image = stored.get("image")
     args.labels = [stored["labels"]] if stored.get("labels") else None
-    for key in ("myocardium_label", "heart_label", "landmarks", "landmarks_annotated"):
+    for key in _INPUT_OPTIONS[1:]:
         setattr(args, key, stored.get(key))
     cycle = info.get("cycle", {})
-    for key in ("mode", "reference_frame", "field_region", "field_margin_mm"):
-        if key in cycle:
-            setattr(args, key, cycle[key])
+    for key in _CYCLE_OPTIONS:
+        value = getattr(args, key)
+        if value is not None and key in cycle and value != cycle[key]:
+            raise ValueError(f"{_option(key)} {value} differs from the run's {cycle[key]!r} ({args.out}/run.json)")
+        setattr(args, key, cycle.get(key, value))
+    registration = info.get("config") or {}
+    changed = [f"--{name.replace('_', '-')}" for name in registration if name not in ("device", "extra")
+               and getattr(args, f"config_{name}", None) is not None
+               and getattr(args, f"config_{name}") != registration[name]]
+    if changed:
+        raise ValueError(f"{', '.join(changed)} differ from the run's settings ({args.out}/run.json); a resumed run "
+                         "keeps its settings (only --device may change)")
     args.preset = cycle.get("preset", args.preset)
-    args.stored_registration = info.get("config")
+    args.stored_registration = registration
+
+
+def _cycle_defaults(args: argparse.Namespace) -> None:
+    """Options not given take :class:`CycleConfig`'s defaults."""
+    from .cycle_registration import CycleConfig
+
+    defaults = CycleConfig()
+    for key in _CYCLE_OPTIONS:
+        if getattr(args, key) is None:
+            setattr(args, key, getattr(defaults, key))
 
 
 @contextmanager
@@ -150,7 +183,7 @@ def load_cycle_inputs(args: argparse.Namespace):
         sequence = read_frame_sequence(args.image, args.reference_frame)
         labels = read_frame_labels(_flatten(args.labels), sequence)
     texts = list(sequence.warnings) + [str(w.message) for w in caught if str(w.message) not in sequence.warnings]
-    landmarks = read_landmarks(args.landmarks) if args.landmarks else None
+    landmarks = read_landmarks(args.landmarks, args.reference_frame) if args.landmarks else None
     annotated = read_trajectories_csv(args.landmarks_annotated) if args.landmarks_annotated else None
     inputs = build_cycle_inputs(sequence.frames, labels, args.reference_frame,
                                 myocardium_label=args.myocardium_label, heart_labels=args.heart_label,
@@ -210,24 +243,31 @@ class TerminalProgress:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .cycle_registration import register_cycle
+    from .cycle_registration import CycleFailed, register_cycle
     from .run_folder import RunFolder
 
     if args.resume and args.image is None:
-        _inputs_from_run(args)
+        _settings_from_run(args)
+    _cycle_defaults(args)
     config = cycle_config_from_arguments(args)
     inputs, texts = load_cycle_inputs(args)
     for text in texts:
         print(f"inr-cardiac register: warning: {text}", file=sys.stderr)
     event = threading.Event()
     progress = TerminalProgress(args.quiet)
+    run_folder = RunFolder(args.out)
     try:
         with cancel_on_signals(event):
             result = register_cycle(inputs, config, args.out, resume=args.resume, description=describe_inputs(args),
                                     warnings_text=texts, progress=progress, cancel=event)
+    except CycleFailed as failure:
+        progress.close()
+        finish_run_outputs(run_folder, inputs, report=False)
+        print(f"inr-cardiac register: run failed: {failure} (finished frames are kept; see {run_folder.run_json}; "
+              f"continue with --resume)", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         progress.close()
-    run_folder = RunFolder(args.out)
     finish_run_outputs(run_folder, inputs, report=not args.no_report)
     print(run_folder.summary_txt.read_text(encoding="utf-8"), end="")
     if result.status == "cancelled":

@@ -11,7 +11,8 @@ Layout (``NNN`` = the 0-based frame index, zero-padded to at least three digits)
                                    mode, preset, order (frames in processing order), config (the pairwise
                                    RegistrationConfig), cycle (the CycleConfig's own fields), inputs (paths,
                                    label values), geometry, field_geometry, device, versions, warnings,
-                                   started/ended/seconds (this session), resumed (count), error
+                                   started/ended/seconds (this session), first_started and resumed (count)
+                                   after a resume, error (when failed)
     progress.jsonl                 one JSON event per line (see :meth:`RunFolder.append_event`)
     cancel                         created by anyone who wants the worker to stop (then removed on resume)
     transforms/frame_NNN.h5        reference -> frame t (ITK displacement field, resampling convention,
@@ -31,7 +32,6 @@ import csv
 import io
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,12 +42,12 @@ RUN_FORMAT = "inr-cardiac-run/1"
 METRIC_COLUMNS = ("frame", "dice", "hd95_mm", "tre_mm", "negative_jacobian_pct", "final_loss", "seconds",
                   "iterations", "alpha_used", "pair")
 """Columns of ``metrics.csv``; empty where a value does not apply (no label, no landmarks, the reference
-frame). ``dice``/``hd95_mm``: the reference myocardium propagated to frame t against frame t's own label;
+frame, whose row has 0 iterations). ``dice``/``hd95_mm``: the reference myocardium propagated to frame t against
+frame t's own label;
 ``tre_mm``: mean distance of the tracked landmarks to their annotated positions in frame t;
 ``negative_jacobian_pct``: % of the reference sampling-mask voxels where det(grad phi) <= 0 (phi = reference ->
 frame t, composed in sequential mode); ``final_loss``, ``seconds``, ``iterations``, ``alpha_used``: of the
 pair trained for frame t; ``pair``: "fixed->moving" frame indices of that pair."""
-FINAL_EVENTS = ("finished", "cancelled", "failed")
 
 
 def frame_stem(frame: int) -> str:
@@ -182,7 +182,8 @@ class RunFolder:
 
         Events: ``started`` (frames, order), ``iteration`` (frame, iteration, iterations, loss, eta_s),
         ``frame_finished`` (frame, the metrics row, eta_s), ``finished``, ``cancelled``, ``failed``
-        (error). Each line is written with one ``write`` and flushed; readers skip a partial last line.
+        (error). Each line is written with one ``write`` (the file is closed after each event, so other
+        processes see it at once); readers skip a partial last line.
         """
         record = {"event": event, "time": round(time.time(), 3),
                   **{key: _finite_or_none(value) for key, value in fields.items()}}
@@ -190,8 +191,6 @@ class RunFolder:
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.progress_path, "a", encoding="utf-8") as stream:
             stream.write(line)
-            stream.flush()
-            os.fsync(stream.fileno())
         return record
 
     def read_events(self) -> list[dict]:

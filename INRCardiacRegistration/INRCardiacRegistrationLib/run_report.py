@@ -215,12 +215,8 @@ def run_summary(run: RunFolder, annotated: Trajectories | None = None) -> str:
         lines.append(text)
     elif annotated is not None:
         lines.append("TRE: no values in metrics.csv")
-    frames = [t for t in sorted(data.rows) if math.isfinite(_float(data.rows[t].get("negative_jacobian_pct")))]
-    if frames:
-        values = np.array([_float(data.rows[t]["negative_jacobian_pct"]) for t in frames])
-        worst = frames[int(np.argmax(values))]
-        lines.append(f"Negative Jacobian (det <= 0): max {values.max():.3g} % of mask voxels (frame {worst}), "
-                     f"mean {values.mean():.3g} %")
+    lines.append(statistics("negative_jacobian_pct", "Negative Jacobian (det <= 0, % of mask voxels)", False, " %",
+                            4) or f"Negative Jacobian ({excluded}): no values")
     lines.append(_timing_line(run, data))
     lines.extend(f"Note: {note}" for note in data.notes)
     return "\n".join(lines) + "\n"
