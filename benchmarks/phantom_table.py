@@ -41,7 +41,11 @@ def register(phantom_dir: Path, run_dir: Path, mode: str, alpha: float, preset: 
             "--landmarks-annotated", str(phantom_dir / manifest["trajectories"]), "--mode", mode,
             "--alpha", str(alpha), "--preset", preset, "--device", device, "--quiet", "--no-report", *extra]
     if RunFolder(run_dir).exists():
-        if RunFolder(run_dir).read_run_info().get("status") == "finished":
+        info = RunFolder(run_dir).read_run_info()
+        if info.get("cycle", {}).get("preset") != preset:
+            raise SystemExit(f"{run_dir} was made with the preset {info.get('cycle', {}).get('preset')!r}, not "
+                             f"{preset!r}: delete it (or use another --out) to measure again")
+        if info.get("status") == "finished":
             return
         argv.append("--resume")
     code = cli_main(argv)
@@ -65,10 +69,13 @@ def main() -> int:
     args = parser.parse_args()
 
     phantom_dir = args.out / "phantom"
-    config = PhantomConfig(frames=args.frames)
     if not (phantom_dir / "manifest.json").is_file():
-        generate_phantom(phantom_dir, config)
+        generate_phantom(phantom_dir, PhantomConfig(frames=args.frames))
     phantom = load_phantom(phantom_dir)
+    config = phantom.config
+    if config.frames != args.frames:
+        raise SystemExit(f"{phantom_dir} holds a phantom of {config.frames} frames, not {args.frames}: use another "
+                         "--out")
     rows = []
     for mode in MODES:
         for alpha in ALPHAS:

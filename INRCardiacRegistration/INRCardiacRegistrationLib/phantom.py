@@ -52,7 +52,7 @@ from scipy.interpolate import CubicSpline
 from scipy.spatial import cKDTree
 
 from . import __version__
-from .atomic_file import atomic_path, write_text_atomic
+from .atomic_file import write_text_atomic
 from .displacement_field_io import (
     read_displacement_field,
     read_displacement_transform,
@@ -68,7 +68,7 @@ from .landmarks_io import (
     write_markups_json,
     write_trajectories_csv,
 )
-from .volume import Volume
+from .volume import Volume, write_image_atomic
 
 PHANTOM_MODEL_VERSION = 1
 LABEL_VALUES = {"myocardium": 1, "blood_pool": 2, "heart": 3}
@@ -1062,11 +1062,6 @@ def phantom_frames(config: PhantomConfig, frames: Sequence[int] | None = None, w
 
 
 # --- files --------------------------------------------------------------------------------------------
-def _write_image_atomic(image: sitk.Image, path: Path) -> None:
-    with atomic_path(path, ".nii.gz") as temporary:
-        sitk.WriteImage(image, temporary, useCompression=True)
-
-
 def _join_frames(volumes: Sequence[Volume]) -> sitk.Image:
     return sitk.JoinSeries([v.to_sitk() for v in volumes])
 
@@ -1113,8 +1108,8 @@ def generate_phantom(out_dir: str | Path, config: PhantomConfig | None = None, m
             elapsed = time.perf_counter() - started
             say(f"frame {frame} rendered ({frame + 1}/{config.frames}, {elapsed:.1f} s)")
     gt_paths = [f"ground_truth/frame_{t:03d}.h5" for t in range(config.frames)]
-    _write_image_atomic(_join_frames(images), out_dir / "ct_4d.nii.gz")
-    _write_image_atomic(_join_frames(labels), out_dir / "labels_4d.nii.gz")
+    write_image_atomic(_join_frames(images), out_dir / "ct_4d.nii.gz")
+    write_image_atomic(_join_frames(labels), out_dir / "labels_4d.nii.gz")
     reference = phantom_landmarks()
     write_markups_json(out_dir / "landmarks_reference.mrk.json", reference, name="PhantomLandmarks",
                        descriptions=list(landmark_descriptions()))
@@ -1199,12 +1194,6 @@ class Phantom:
         return read_displacement_field(self.ground_truth_path(frame))
 
 
-def _split_4d(path: Path, name: str) -> list[Volume]:
-    if not path.is_file():
-        raise ValueError(f"phantom {name} file not found: {path}")
-    return read_4d_frames(path, name)
-
-
 def load_phantom(manifest_path: str | Path) -> Phantom:
     """Read a phantom written by :func:`generate_phantom`: frames as Volumes, landmarks, trajectories."""
     manifest_path = Path(manifest_path)
@@ -1218,8 +1207,8 @@ def load_phantom(manifest_path: str | Path) -> Phantom:
     if missing:
         raise ValueError(f"{manifest_path} lacks the keys {missing}")
     root = manifest_path.parent
-    return Phantom(manifest_path, manifest, _split_4d(root / manifest["image"], "image"),
-                   _split_4d(root / manifest["labels"], "labels"),
+    return Phantom(manifest_path, manifest, read_4d_frames(root / manifest["image"], "image"),
+                   read_4d_frames(root / manifest["labels"], "labels"),
                    read_markups_json(root / manifest["landmarks"]),
                    read_trajectories_csv(root / manifest["trajectories"]))
 
