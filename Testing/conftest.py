@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from INRCardiacRegistrationLib.masks import sampling_mask
 from INRCardiacRegistrationLib.pair_registration import register_pair
+from INRCardiacRegistrationLib.phantom import PhantomConfig, generate_phantom, load_phantom
 from INRCardiacRegistrationLib.registration_config import RegistrationConfig
 from INRCardiacRegistrationLib.synthetic_pair import make_synthetic_pair
 
@@ -39,3 +42,23 @@ def trained(pair, pair_mask):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+# A tiny network and few iterations: seconds per frame on a CPU, still a real optimisation.
+TINY = ["--preset", "fast", "--width", "64", "--depth", "3", "--points", "2000", "--iterations", "60",
+        "--iterations-others", "30", "--device", "cpu", "--omega", "20"]
+
+
+@pytest.fixture(scope="session")
+def tiny_phantom(tmp_path_factory):
+    """4 frames of 3.5 mm voxels (the default phantom, coarsely sampled)."""
+    out = tmp_path_factory.mktemp("tiny_phantom")
+    return load_phantom(generate_phantom(out, PhantomConfig(frames=4, spacing_mm=(3.5, 3.5, 3.5))))
+
+
+def register_argv(phantom, out: Path, *extra: str) -> list[str]:
+    root = phantom.manifest_path.parent
+    return ["register", str(root / "ct_4d.nii.gz"), "--out", str(out), "--labels", str(root / "labels_4d.nii.gz"),
+            "--myocardium-label", "1", "--heart-label", "1", "2", "3",
+            "--landmarks", str(root / "landmarks_reference.mrk.json"),
+            "--landmarks-annotated", str(root / "landmark_trajectories.csv"), *TINY, *extra]

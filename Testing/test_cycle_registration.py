@@ -15,33 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from conftest import register_argv
 from INRCardiacRegistrationLib.cli import main
 from INRCardiacRegistrationLib.cycle_registration import processing_order
 from INRCardiacRegistrationLib.displacement_field_io import read_displacement_field
 from INRCardiacRegistrationLib.landmarks_io import read_markups_json, read_trajectories_csv
 from INRCardiacRegistrationLib.metrics import dice
-from INRCardiacRegistrationLib.phantom import PhantomConfig, generate_phantom, load_phantom
 from INRCardiacRegistrationLib.registration_result import PairRegistration
 from INRCardiacRegistrationLib.run_folder import METRIC_COLUMNS, RunFolder
-
-# A tiny network and few iterations: seconds per frame on a CPU, still a real optimisation.
-TINY = ["--preset", "fast", "--width", "64", "--depth", "3", "--points", "2000", "--iterations", "60",
-        "--iterations-others", "30", "--device", "cpu", "--omega", "20"]
-
-
-@pytest.fixture(scope="session")
-def tiny_phantom(tmp_path_factory):
-    """4 frames of 3.5 mm voxels (the default phantom, coarsely sampled)."""
-    out = tmp_path_factory.mktemp("tiny_phantom")
-    return load_phantom(generate_phantom(out, PhantomConfig(frames=4, spacing_mm=(3.5, 3.5, 3.5))))
-
-
-def register_argv(phantom, out: Path, *extra: str) -> list[str]:
-    root = phantom.manifest_path.parent
-    return ["register", str(root / "ct_4d.nii.gz"), "--out", str(out), "--labels", str(root / "labels_4d.nii.gz"),
-            "--myocardium-label", "1", "--heart-label", "1", "2", "3",
-            "--landmarks", str(root / "landmarks_reference.mrk.json"),
-            "--landmarks-annotated", str(root / "landmark_trajectories.csv"), *TINY, *extra]
 
 
 def worker(argv: list[str]) -> subprocess.Popen:

@@ -15,6 +15,7 @@ Layout (``NNN`` = the 0-based frame index, zero-padded to at least three digits)
                                    after a resume, error (when failed)
     progress.jsonl                 one JSON event per line (see :meth:`RunFolder.append_event`)
     cancel                         created by anyone who wants the worker to stop (then removed on resume)
+    worker.log                     the worker's terminal output, when a runner started it in the background
     transforms/frame_NNN.h5        reference -> frame t (ITK displacement field, resampling convention,
                                    LPS mm): TransformPoint(p) = where reference point p is in frame t
     labels/frame_NNN.nii.gz        the reference myocardium propagated into frame t (uint8 0/1, frame t grid)
@@ -115,6 +116,10 @@ class RunFolder:
     @property
     def cancel_path(self) -> Path:
         return self.root / "cancel"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "worker.log"
 
     @property
     def metrics_csv(self) -> Path:

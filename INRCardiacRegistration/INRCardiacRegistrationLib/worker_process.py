@@ -1,0 +1,178 @@
+"""The registration worker as a background process, without Qt: what the Slicer module's runner needs.
+
+The worker is ``inr-cardiac register`` run by a Python interpreter (``PythonSlicer`` inside Slicer, which is a
+launcher: the real Python is its child). :class:`WorkerProcess` starts it in its own process group (POSIX) or
+process group with a new console group (Windows), sends its output to ``RUN_DIR/worker.log``, reads
+``progress.jsonl`` incrementally (:class:`ProgressReader`), and cancels it cleanly: first the run folder's
+``cancel`` file (the worker stops after the frames already saved and writes its summary), then, if it is
+still alive after a grace period, the whole process tree is terminated and finally killed.
+
+Exit codes of the worker (``register_command``): 0 finished, 2 bad input, 130 cancelled, 1 failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .run_folder import RunFolder
+
+EXIT_OUTCOMES = {0: "finished", 2: "bad input", 130: "cancelled"}
+
+
+def register_command_line(python: str | Path, image: str | Path | None, run_dir: str | Path,
+                          options: list[str] | None = None) -> list[str]:
+    """``python -m INRCardiacRegistrationLib.cli register IMAGE --out RUN_DIR --quiet OPTIONS...`` as an argv
+    list (``image`` None: ``--resume`` from the run folder's ``run.json``)."""
+    argv = [str(python), "-m", "INRCardiacRegistrationLib.cli", "register"]
+    if image is not None:
+        argv.append(str(image))
+    return [*argv, "--out", str(run_dir), "--quiet", *(options or [])]
+
+
+class ProgressReader:
+    """Reads the events appended to a ``progress.jsonl`` since the last call (a partial last line is kept for
+    the next call)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.offset = 0
+        self.pending = b""
+
+    def read_new(self) -> list[dict]:
+        if not self.path.is_file():
+            return []
+        with open(self.path, "rb") as stream:
+            stream.seek(self.offset)
+            data = stream.read()
+        self.offset += len(data)
+        lines = (self.pending + data).split(b"\n")
+        self.pending = lines.pop()
+        events = []
+        for line in lines:
+            try:
+                events.append(json.loads(line))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+        return events
+
+
+class WorkerProcess:
+    """One worker process writing into ``run_dir`` (start, poll events, cancel, outcome, log tail)."""
+
+    def __init__(self, argv: list[str], run_dir: str | Path, env: dict | None = None) -> None:
+        self.argv = list(argv)
+        self.run = RunFolder(run_dir)
+        self.env = env
+        self.process: subprocess.Popen | None = None
+        self.reader = ProgressReader(self.run.progress_path)
+        self.events: list[dict] = []
+        self.log_path = self.run.log_path
+
+    def start(self) -> WorkerProcess:
+        if self.process is not None:
+            raise RuntimeError("the worker was already started")
+        self.run.root.mkdir(parents=True, exist_ok=True)
+        self.reader.offset = self.run.progress_path.stat().st_size if self.run.progress_path.exists() else 0
+        group = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if sys.platform == "win32"
+                 else {"start_new_session": True})
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, env=self.env, **group)
+        return self
+
+    # --- state -----------------------------------------------------------------------------------------
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise RuntimeError("the worker has not been started")
+        return self.process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def poll(self) -> list[dict]:
+        """The progress events written since the last call (also appended to ``events``)."""
+        new = self.reader.read_new()
+        self.events.extend(new)
+        return new
+
+    def outcome(self) -> str:
+        """``running``, ``finished``, ``cancelled``, ``bad input`` or ``failed``."""
+        code = self.returncode
+        if code is None:
+            return "running" if self.process is not None else "not started"
+        return EXIT_OUTCOMES.get(code, "failed")
+
+    def wait(self, timeout: float | None = None) -> int:
+        code = self.process.wait(timeout)
+        self.poll()
+        return code
+
+    def log_tail(self, lines: int = 20) -> list[str]:
+        """The last lines the worker printed (stdout and stderr), for error messages."""
+        if not self.log_path.is_file():
+            return []
+        text = self.log_path.read_bytes()[-64_000:].decode("utf-8", errors="replace").replace("\r", "\n")
+        return [line for line in text.splitlines() if line.strip()][-lines:]
+
+    # --- stopping --------------------------------------------------------------------------------------
+    def cancel(self, grace_s: float = 3.0, terminate_s: float = 1.5) -> int | None:
+        """Stop the worker, keeping its finished frames: the ``cancel`` file, then after ``grace_s`` seconds
+        SIGTERM to the whole process tree, then after ``terminate_s`` more SIGKILL. Returns the exit code."""
+        if self.process is None:
+            return None
+        if self.running:
+            self.run.request_cancel()
+        for sig, delay in ((None, grace_s), (signal.SIGTERM, terminate_s), ("kill", 5.0)):
+            if sig is not None:
+                self.signal_tree(sig)
+            deadline = time.monotonic() + delay
+            while time.monotonic() < deadline and self.tree_alive():
+                time.sleep(0.05)
+            if not self.tree_alive():
+                break
+        self.process.wait(timeout=5.0)
+        self.poll()
+        return self.process.returncode
+
+    def tree_alive(self) -> bool:
+        """Whether any process of the worker's tree still runs (POSIX: its process group)."""
+        if self.process is None:
+            return False
+        if sys.platform == "win32":
+            return self.process.poll() is None
+        self.process.poll()  # reap the launcher if it has ended
+        try:
+            os.killpg(self.process.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def signal_tree(self, sig) -> None:
+        """Send ``sig`` (a signal, or ``"kill"``) to every process of the worker's tree."""
+        if self.process is None:
+            return
+        if sys.platform == "win32":
+            if sig == "kill":
+                subprocess.run(["taskkill", "/PID", str(self.process.pid), "/T", "/F"], capture_output=True,
+                               check=False)
+            else:
+                self.process.send_signal(signal.CTRL_BREAK_EVENT)
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL if sig == "kill" else sig)
+        except ProcessLookupError:
+            pass
