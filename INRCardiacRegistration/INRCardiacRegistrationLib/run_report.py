@@ -215,8 +215,8 @@ def run_summary(run: RunFolder, annotated: Trajectories | None = None) -> str:
         lines.append(text)
     elif annotated is not None:
         lines.append("TRE: no values in metrics.csv")
-    lines.append(statistics("negative_jacobian_pct", "Negative Jacobian (det <= 0, % of mask voxels)", False, " %",
-                            4) or f"Negative Jacobian ({excluded}): no values")
+    lines.append(statistics("negative_jacobian_pct", "Folding, det J <= 0 in % of the mask voxels", False, " %", 4)
+                 or f"Folding ({excluded}): no values")
     lines.append(_timing_line(run, data))
     lines.extend(f"Note: {note}" for note in data.notes)
     return "\n".join(lines) + "\n"
