@@ -11,11 +11,11 @@ import SimpleITK as sitk
 
 slicer = pytest.importorskip("slicer", reason="the slicer-core wheel is not installed (pip install slicer-core)")
 
-from conftest import register_argv  # noqa: E402
+from conftest import TINY, register_argv  # noqa: E402
 from INRCardiacRegistrationLib.cli import main  # noqa: E402
 from INRCardiacRegistrationLib.landmarks_io import RAS_TO_LPS, read_markups_json, read_trajectories_csv  # noqa: E402
 from INRCardiacRegistrationLib.metrics import dice  # noqa: E402
-from INRCardiacRegistrationLib.mrml_bridge import import_run  # noqa: E402
+from INRCardiacRegistrationLib.mrml_bridge import export_inputs, import_run  # noqa: E402
 from INRCardiacRegistrationLib.run_folder import RunFolder  # noqa: E402
 from mrml_scene import new_scene  # noqa: E402
 
@@ -150,3 +150,56 @@ def test_results_join_the_ct_browser(worker_run, tiny_phantom):
             three.SetDataNodeAtValue(scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode"), str(t))
         short.SetAndObserveMasterSequenceNodeID(three.GetID())
         import_run(worker_run.root, scene, browser=short)
+
+
+def _read_node(scene, class_name, storage_class, path):
+    node = scene.AddNewNodeByClass(class_name)
+    storage = storage_class()
+    scene.AddNode(storage)
+    storage.SetFileName(str(path))
+    assert storage.ReadData(node), path
+    return node
+
+
+def test_inputs_exported_from_mrml_register_like_the_files(tiny_phantom, worker_run, tmp_path):
+    """Acceptance 2: a CT volume sequence and a segmentation sequence built in MRML from the phantom's frames,
+    exported by the bridge and registered by the worker, give the trajectories of the CLI run on the files."""
+    scene = new_scene()
+    files = tmp_path / "frames"
+    files.mkdir()
+    ct = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "CT")
+    segmentations = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "segmentations")
+    for t in range(4):
+        tiny_phantom.images[t].write(files / f"ct_{t}.nii.gz")
+        tiny_phantom.labels[t].write(files / f"labels_{t}.nii.gz")
+        volume = _read_node(scene, "vtkMRMLScalarVolumeNode", slicer.vtkMRMLVolumeArchetypeStorageNode,
+                            files / f"ct_{t}.nii.gz")
+        labelmap = _read_node(scene, "vtkMRMLLabelMapVolumeNode", slicer.vtkMRMLVolumeArchetypeStorageNode,
+                              files / f"labels_{t}.nii.gz")
+        segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+        assert slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(labelmap, segmentation)
+        names = ["myocardium", "blood pool", "rest of heart"]  # label values 1, 2, 3 in import order
+        for n, name in enumerate(names):
+            segmentation.GetSegmentation().GetNthSegment(n).SetName(name)
+        ct.SetDataNodeAtValue(volume, str(t))
+        segmentations.SetDataNodeAtValue(segmentation, str(t))
+    root = tiny_phantom.manifest_path.parent
+    landmarks = _read_node(scene, "vtkMRMLMarkupsFiducialNode", slicer.vtkMRMLMarkupsJsonStorageNode,
+                           root / "landmarks_reference.mrk.json")
+    exported = export_inputs(ct, tmp_path / "inputs", segmentations=segmentations, myocardium_segment="myocardium",
+                             heart_segments=["blood pool", "rest of heart"], landmarks=landmarks, scene=scene)
+    for t in range(4):
+        written = sitk.ReadImage(str(exported["image"] / f"frame_{t:03d}.nii.gz"))
+        assert np.array_equal(sitk.GetArrayFromImage(written), tiny_phantom.images[t].array)
+        labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "inputs" / "labels" / f"frame_{t:03d}.nii.gz")))
+        assert np.array_equal(labels == 1, tiny_phantom.labels[t].array == 1)
+        assert np.array_equal(labels > 0, tiny_phantom.labels[t].array > 0)
+    out = tmp_path / "run"
+    argv = ["register", str(exported["image"]), "--out", str(out), *exported["options"], *TINY, "--quiet",
+            "--no-report"]
+    assert main(argv) == 0
+    ours = read_trajectories_csv(RunFolder(out).trajectories_csv)
+    theirs = read_trajectories_csv(worker_run.trajectories_csv)
+    difference = np.abs(ours.points_lps - theirs.points_lps).max()
+    print(f"max trajectory difference MRML export vs files: {difference:.2e} mm")
+    assert ours.labels == theirs.labels and difference < 0.01

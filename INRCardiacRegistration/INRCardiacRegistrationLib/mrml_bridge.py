@@ -1,5 +1,7 @@
-"""The MRML bridge: a run folder as Slicer nodes. The only Lib file that imports ``slicer`` (MRML classes only,
-no Qt, no ``slicer.app``), so it runs inside Slicer and on the PyPI ``slicer-core`` wheel alike.
+"""The MRML bridge: the inputs of a run exported from Slicer nodes, and a run folder imported as Slicer nodes.
+
+The only Lib file that imports ``slicer`` (MRML classes only, no Qt, no ``slicer.app``), so it runs inside
+Slicer and on the PyPI ``slicer-core`` wheel alike.
 
 :func:`import_run` creates, for the finished frames of a run folder (:mod:`run_folder`):
 
@@ -12,6 +14,10 @@ no Qt, no ``slicer.app``), so it runs inside Slicer and on the PyPI ``slicer-cor
 - a table of ``metrics.csv`` (plus the phase in % of the cycle) and plot charts of Dice, HD95 and TRE per phase;
 - all sequences synchronised in one sequence browser: the CT's own browser when given, else a new one.
 
+:func:`export_inputs` writes what the worker reads: the frames of a CT volume sequence, label maps made from
+segmentations (LV myocardium = 1, other heart segments = 2) and the reference landmarks, each with Slicer's own
+storage nodes (files in LPS, as ITK expects), and returns the matching ``inr-cardiac register`` options.
+
 Sequence index values are the CT sequence's index values of the frames when a CT browser is given, else the
 frame numbers. Called again with the returned :class:`RunNodes`, it adds the frames finished since (a run still
 in progress) and refreshes the table, charts and curves. Points in MRML are RAS; the run folder is LPS.
@@ -23,6 +29,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import slicer
 
 from .landmarks_io import RAS_TO_LPS, read_trajectories_csv
@@ -208,3 +215,106 @@ def import_run(run_dir: str | Path, scene=None, browser=None, nodes: RunNodes | 
     _update_curves(scene, nodes, run)
     _sequences_logic().UpdateProxyNodesFromSequences(nodes.browser)
     return nodes
+
+
+# --- export -----------------------------------------------------------------------------------------------
+MYOCARDIUM_VALUE, HEART_VALUE = 1, 2
+
+
+def _write_node(scene, node, storage_class, path: Path) -> Path:
+    storage = storage_class()
+    scene.AddNode(storage)
+    storage.SetFileName(str(path))
+    try:
+        if not storage.WriteData(node):
+            raise ValueError(f"Slicer could not write {path}")
+    finally:
+        scene.RemoveNode(storage)
+    return path
+
+
+def _segment_id(segmentation, name: str, frame: int) -> str:
+    segment_id = segmentation.GetSegmentation().GetSegmentIdBySegmentName(name)
+    if not segment_id:
+        present = [segmentation.GetSegmentation().GetNthSegment(n).GetName()
+                   for n in range(segmentation.GetSegmentation().GetNumberOfSegments())]
+        raise ValueError(f"the segmentation of frame {frame} has no segment {name!r} (segments: {present})")
+    return segment_id
+
+
+def export_inputs(ct_sequence, out_dir: str | Path, *, segmentations=None, myocardium_segment: str = "",
+                  heart_segments: list[str] | None = None, landmarks=None, scene=None) -> dict:
+    """Write the inputs of a run from MRML nodes into ``out_dir`` and return the ``register`` options for them.
+
+    Args:
+        ct_sequence: a ``vtkMRMLSequenceNode`` of scalar volumes, one per frame.
+        segmentations: per-frame segmentations: a sequence node with one segmentation per frame, or a dict
+            ``{frame: vtkMRMLSegmentationNode}`` for only some frames (at least the reference frame).
+        myocardium_segment: name of the LV-myocardium segment (value 1 in the written label maps).
+        heart_segments: names of further segments that make up the heart mask for sampling (value 2); the
+            mask is then labels 1 and 2.
+        landmarks: a ``vtkMRMLMarkupsFiducialNode`` placed on the reference frame.
+
+    Returns ``{"image", "labels", "myocardium_label", "heart_label", "landmarks", "options"}``; ``options`` is
+    the list of command-line options (``--labels ...``) to give ``inr-cardiac register`` after IMAGE.
+    """
+    scene = _scene(scene)
+    out = Path(out_dir)
+    frames = ct_sequence.GetNumberOfDataNodes()
+    if frames < 2:
+        raise ValueError(f"the CT sequence has {frames} frame(s); a cycle needs at least 2")
+    volumes = [ct_sequence.GetNthDataNode(t) for t in range(frames)]
+    if any(v is None or not v.IsA("vtkMRMLScalarVolumeNode") for v in volumes):
+        raise ValueError("every item of the CT sequence must be a scalar volume")
+    for t, volume in enumerate(volumes):
+        _write_node(scene, volume, slicer.vtkMRMLVolumeArchetypeStorageNode, out / "frames" / f"frame_{t:03d}.nii.gz")
+    if segmentations is None:
+        by_frame = {}
+    elif isinstance(segmentations, dict):
+        by_frame = dict(segmentations)
+    else:
+        if segmentations.GetNumberOfDataNodes() != frames:
+            raise ValueError(f"the segmentation sequence has {segmentations.GetNumberOfDataNodes()} items, the CT "
+                             f"sequence {frames}")
+        by_frame = {t: segmentations.GetNthDataNode(t) for t in range(frames)}
+    if by_frame and not myocardium_segment:
+        raise ValueError("name the LV-myocardium segment (myocardium_segment)")
+    label_specs = []
+    for t, segmentation in sorted(by_frame.items()):
+        if not 0 <= t < frames:
+            raise ValueError(f"segmentation given for frame {t}, but the CT sequence has frames 0..{frames - 1}")
+        reference = volumes[t]
+        labels = None
+        for name, value in [*((n, HEART_VALUE) for n in heart_segments or []), (myocardium_segment, MYOCARDIUM_VALUE)]:
+            mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, _segment_id(segmentation, name, t),
+                                                              reference) > 0
+            labels = np.zeros(mask.shape, np.uint8) if labels is None else labels
+            labels[mask] = value
+        labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", f"labels frame {t}")
+        try:
+            labelmap.CopyOrientation(reference)
+            slicer.util.updateVolumeFromArray(labelmap, labels)
+            path = _write_node(scene, labelmap, slicer.vtkMRMLVolumeArchetypeStorageNode,
+                               out / "labels" / f"frame_{t:03d}.nii.gz")
+        finally:
+            scene.RemoveNode(labelmap)
+        label_specs.append(f"{t}={path}")
+    landmark_path = None
+    if landmarks is not None:
+        if landmarks.GetNumberOfControlPoints() == 0:
+            raise ValueError(f"the landmarks node {landmarks.GetName()!r} has no points")
+        landmark_path = _write_node(scene, landmarks, slicer.vtkMRMLMarkupsJsonStorageNode,
+                                    out / "landmarks_reference.mrk.json")
+    result = {"image": out / "frames", "labels": label_specs,
+              "myocardium_label": MYOCARDIUM_VALUE if label_specs else None,
+              "heart_label": [MYOCARDIUM_VALUE, HEART_VALUE] if label_specs and heart_segments else None,
+              "landmarks": landmark_path}
+    options = []
+    if label_specs:
+        options += ["--labels", *label_specs, "--myocardium-label", str(MYOCARDIUM_VALUE)]
+    if result["heart_label"]:
+        options += ["--heart-label", *map(str, result["heart_label"])]
+    if landmark_path is not None:
+        options += ["--landmarks", str(landmark_path)]
+    result["options"] = options
+    return result
