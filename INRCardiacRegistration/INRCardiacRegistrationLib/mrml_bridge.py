@@ -62,19 +62,18 @@ def _sequences_logic():
     return slicer.modules.sequences.logic()
 
 
-def _read_into(scene, node, storage_class, path: Path, **settings):
-    """Read ``path`` into ``node`` with a temporary storage node of ``storage_class`` (Slicer's own readers)."""
+def _storage_io(scene, node, storage_class, path: Path, write: bool = False) -> Path:
+    """Read ``path`` into ``node`` (or write ``node`` to ``path``) with a temporary storage node of
+    ``storage_class``: Slicer's own readers and writers (files in LPS)."""
     storage = storage_class()
-    for key, value in settings.items():
-        getattr(storage, key)(value)
     scene.AddNode(storage)
     storage.SetFileName(str(path))
     try:
-        if not storage.ReadData(node):
-            raise ValueError(f"Slicer could not read {path}")
+        if not (storage.WriteData(node) if write else storage.ReadData(node)):
+            raise ValueError(f"Slicer could not {'write' if write else 'read'} {path}")
     finally:
         scene.RemoveNode(storage)
-    return node
+    return Path(path)
 
 
 def _new_sequence(scene, name: str, index_name: str, index_unit: str, numeric: bool):
@@ -99,12 +98,12 @@ def _index_values(browser, frames: int) -> tuple[list[str], str, str, bool]:
 
 def _add_frame(scene, nodes: RunNodes, run: RunFolder, frame: int, value: str) -> None:
     transform = scene.AddNewNodeByClass("vtkMRMLGridTransformNode", f"phi frame {frame}")
-    _read_into(scene, transform, slicer.vtkMRMLTransformStorageNode, run.transform_path(frame))
+    _storage_io(scene, transform, slicer.vtkMRMLTransformStorageNode, run.transform_path(frame))
     nodes.transforms.SetDataNodeAtValue(transform, value)
     scene.RemoveNode(transform)
 
     labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", f"myocardium frame {frame}")
-    _read_into(scene, labelmap, slicer.vtkMRMLVolumeArchetypeStorageNode, run.label_path(frame))
+    _storage_io(scene, labelmap, slicer.vtkMRMLVolumeArchetypeStorageNode, run.label_path(frame))
     segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"myocardium frame {frame}")
     if not slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(labelmap, segmentation):
         raise ValueError(f"Slicer could not import {run.label_path(frame)} as a segmentation")
@@ -115,7 +114,7 @@ def _add_frame(scene, nodes: RunNodes, run: RunFolder, frame: int, value: str) -
 
     if nodes.landmarks is not None and run.landmarks_path(frame).is_file():
         markups = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", f"landmarks frame {frame}")
-        _read_into(scene, markups, slicer.vtkMRMLMarkupsJsonStorageNode, run.landmarks_path(frame))
+        _storage_io(scene, markups, slicer.vtkMRMLMarkupsJsonStorageNode, run.landmarks_path(frame))
         nodes.landmarks.SetDataNodeAtValue(markups, value)
         scene.RemoveNode(markups)
 
@@ -221,18 +220,6 @@ def import_run(run_dir: str | Path, scene=None, browser=None, nodes: RunNodes | 
 MYOCARDIUM_VALUE, HEART_VALUE = 1, 2
 
 
-def _write_node(scene, node, storage_class, path: Path) -> Path:
-    storage = storage_class()
-    scene.AddNode(storage)
-    storage.SetFileName(str(path))
-    try:
-        if not storage.WriteData(node):
-            raise ValueError(f"Slicer could not write {path}")
-    finally:
-        scene.RemoveNode(storage)
-    return path
-
-
 def _segment_id(segmentation, name: str, frame: int) -> str:
     segment_id = segmentation.GetSegmentation().GetSegmentIdBySegmentName(name)
     if not segment_id:
@@ -267,7 +254,8 @@ def export_inputs(ct_sequence, out_dir: str | Path, *, segmentations=None, myoca
     if any(v is None or not v.IsA("vtkMRMLScalarVolumeNode") for v in volumes):
         raise ValueError("every item of the CT sequence must be a scalar volume")
     for t, volume in enumerate(volumes):
-        _write_node(scene, volume, slicer.vtkMRMLVolumeArchetypeStorageNode, out / "frames" / f"frame_{t:03d}.nii.gz")
+        _storage_io(scene, volume, slicer.vtkMRMLVolumeArchetypeStorageNode, out / "frames" / f"frame_{t:03d}.nii.gz",
+                    write=True)
     if segmentations is None:
         by_frame = {}
     elif isinstance(segmentations, dict):
@@ -294,8 +282,8 @@ def export_inputs(ct_sequence, out_dir: str | Path, *, segmentations=None, myoca
         try:
             labelmap.CopyOrientation(reference)
             slicer.util.updateVolumeFromArray(labelmap, labels)
-            path = _write_node(scene, labelmap, slicer.vtkMRMLVolumeArchetypeStorageNode,
-                               out / "labels" / f"frame_{t:03d}.nii.gz")
+            path = _storage_io(scene, labelmap, slicer.vtkMRMLVolumeArchetypeStorageNode,
+                               out / "labels" / f"frame_{t:03d}.nii.gz", write=True)
         finally:
             scene.RemoveNode(labelmap)
         label_specs.append(f"{t}={path}")
@@ -303,8 +291,8 @@ def export_inputs(ct_sequence, out_dir: str | Path, *, segmentations=None, myoca
     if landmarks is not None:
         if landmarks.GetNumberOfControlPoints() == 0:
             raise ValueError(f"the landmarks node {landmarks.GetName()!r} has no points")
-        landmark_path = _write_node(scene, landmarks, slicer.vtkMRMLMarkupsJsonStorageNode,
-                                    out / "landmarks_reference.mrk.json")
+        landmark_path = _storage_io(scene, landmarks, slicer.vtkMRMLMarkupsJsonStorageNode,
+                                    out / "landmarks_reference.mrk.json", write=True)
     result = {"image": out / "frames", "labels": label_specs,
               "myocardium_label": MYOCARDIUM_VALUE if label_specs else None,
               "heart_label": [MYOCARDIUM_VALUE, HEART_VALUE] if label_specs and heart_segments else None,
