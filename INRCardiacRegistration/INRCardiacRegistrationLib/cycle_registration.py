@@ -248,7 +248,8 @@ class _CycleRun:
                                      f"({grid.describe()}); were the input files changed?")
         elif self.run.root.exists() and not self.run.root.is_dir():
             raise ValueError(f"output folder {self.run.root} exists and is not a folder")
-        elif self.run.root.exists() and any(p != self.run.log_path for p in self.run.root.iterdir()):
+        elif self.run.root.exists() and any(p not in (self.run.log_path, self.run.inputs_dir)
+                                            for p in self.run.root.iterdir()):
             raise ValueError(f"output folder {self.run.root} is not empty and holds no run: choose a new folder")
         self.run.clear_cancel()
         info = {

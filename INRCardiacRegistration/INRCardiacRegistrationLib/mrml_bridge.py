@@ -32,8 +32,10 @@ from pathlib import Path
 import numpy as np
 import slicer
 
-from .landmarks_io import RAS_TO_LPS, read_trajectories_csv
+from .frame_sequence_io import read_frame_labels, read_frame_sequence
+from .landmarks_io import RAS_TO_LPS, Trajectories, read_trajectories_csv, write_trajectories_csv
 from .run_folder import RunFolder
+from .volume import Volume
 
 CHARTS = (("dice", "Dice", ""), ("hd95_mm", "HD95", "mm"), ("tre_mm", "TRE", "mm"))
 
@@ -230,7 +232,8 @@ def _segment_id(segmentation, name: str, frame: int) -> str:
 
 
 def export_inputs(ct_sequence, out_dir: str | Path, *, segmentations=None, myocardium_segment: str = "",
-                  heart_segments: list[str] | None = None, landmarks=None, scene=None) -> dict:
+                  heart_segments: list[str] | None = None, landmarks=None, annotated_landmarks=None,
+                  scene=None) -> dict:
     """Write the inputs of a run from MRML nodes into ``out_dir`` and return the ``register`` options for them.
 
     Args:
@@ -239,10 +242,15 @@ def export_inputs(ct_sequence, out_dir: str | Path, *, segmentations=None, myoca
             ``{frame: vtkMRMLSegmentationNode}`` for only some frames (at least the reference frame).
         myocardium_segment: name of the LV-myocardium segment (value 1 in the written label maps).
         heart_segments: names of further segments that make up the heart mask for sampling (value 2); the
-            mask is then labels 1 and 2.
+            mask is then labels 1 and 2. Frames whose segmentation lacks them get only the myocardium (the worker
+            takes the heart mask from the reference frame alone); each must occur in some frame.
         landmarks: a ``vtkMRMLMarkupsFiducialNode`` placed on the reference frame.
+        annotated_landmarks: expert positions of (some of) those landmarks in other frames, for the TRE: a
+            markups sequence with one item per frame, or ``{frame: markups node}``; the landmarks present in every
+            given frame are used (matched by label).
 
-    Returns ``{"image", "labels", "myocardium_label", "heart_label", "landmarks", "options"}``; ``options`` is
+    Returns ``{"image", "labels", "myocardium_label", "heart_label", "landmarks", "landmarks_annotated",
+    "options"}``; ``options`` is
     the list of command-line options (``--labels ...``) to give ``inr-cardiac register`` after IMAGE.
     """
     scene = _scene(scene)
@@ -268,12 +276,15 @@ def export_inputs(ct_sequence, out_dir: str | Path, *, segmentations=None, myoca
     if by_frame and not myocardium_segment:
         raise ValueError("name the LV-myocardium segment (myocardium_segment)")
     label_specs = []
+    heart_found: set[str] = set()
     for t, segmentation in sorted(by_frame.items()):
         if not 0 <= t < frames:
             raise ValueError(f"segmentation given for frame {t}, but the CT sequence has frames 0..{frames - 1}")
         reference = volumes[t]
         labels = None
-        for name, value in [*((n, HEART_VALUE) for n in heart_segments or []), (myocardium_segment, MYOCARDIUM_VALUE)]:
+        present = [n for n in heart_segments or [] if segmentation.GetSegmentation().GetSegmentIdBySegmentName(n)]
+        heart_found.update(present)
+        for name, value in [*((n, HEART_VALUE) for n in present), (myocardium_segment, MYOCARDIUM_VALUE)]:
             mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, _segment_id(segmentation, name, t),
                                                               reference) > 0
             labels = np.zeros(mask.shape, np.uint8) if labels is None else labels
@@ -287,16 +298,25 @@ def export_inputs(ct_sequence, out_dir: str | Path, *, segmentations=None, myoca
         finally:
             scene.RemoveNode(labelmap)
         label_specs.append(f"{t}={path}")
+    missing_heart = [n for n in heart_segments or [] if n not in heart_found]
+    if missing_heart:
+        raise ValueError(f"no segmentation has the heart segment(s) {missing_heart}")
     landmark_path = None
     if landmarks is not None:
         if landmarks.GetNumberOfControlPoints() == 0:
             raise ValueError(f"the landmarks node {landmarks.GetName()!r} has no points")
         landmark_path = _storage_io(scene, landmarks, slicer.vtkMRMLMarkupsJsonStorageNode,
                                     out / "landmarks_reference.mrk.json", write=True)
+    annotated_path = None
+    if annotated_landmarks:
+        if landmark_path is None:
+            raise ValueError("annotated landmark positions need the reference landmarks")
+        annotated_path = write_trajectories_csv(out / "landmarks_annotated.csv",
+                                                _annotated_trajectories(annotated_landmarks, frames))
     result = {"image": out / "frames", "labels": label_specs,
               "myocardium_label": MYOCARDIUM_VALUE if label_specs else None,
               "heart_label": [MYOCARDIUM_VALUE, HEART_VALUE] if label_specs and heart_segments else None,
-              "landmarks": landmark_path}
+              "landmarks": landmark_path, "landmarks_annotated": annotated_path}
     options = []
     if label_specs:
         options += ["--labels", *label_specs, "--myocardium-label", str(MYOCARDIUM_VALUE)]
@@ -304,5 +324,124 @@ def export_inputs(ct_sequence, out_dir: str | Path, *, segmentations=None, myoca
         options += ["--heart-label", *map(str, result["heart_label"])]
     if landmark_path is not None:
         options += ["--landmarks", str(landmark_path)]
+    if annotated_path is not None:
+        options += ["--landmarks-annotated", str(annotated_path)]
     result["options"] = options
     return result
+
+
+def _annotated_trajectories(annotated, frames: int) -> Trajectories:
+    """Trajectories (LPS) of the landmarks present in every annotated frame."""
+    if isinstance(annotated, dict):
+        by_frame = dict(annotated)
+    else:
+        if annotated.GetNumberOfDataNodes() != frames:
+            raise ValueError(f"the annotated landmarks sequence has {annotated.GetNumberOfDataNodes()} items, the "
+                             f"CT sequence {frames}")
+        by_frame = {t: annotated.GetNthDataNode(t) for t in range(frames)}
+    points = {}
+    for t, markups in sorted(by_frame.items()):
+        if not 0 <= t < frames:
+            raise ValueError(f"landmarks annotated for frame {t}, but the CT sequence has frames 0..{frames - 1}")
+        if markups is None or markups.GetNumberOfControlPoints() == 0:
+            continue
+        points[t] = {markups.GetNthControlPointLabel(n): np.array(markups.GetNthControlPointPosition(n)) * RAS_TO_LPS
+                     for n in range(markups.GetNumberOfControlPoints())}
+    common = [label for label in next(iter(points.values()), {}) if all(label in p for p in points.values())]
+    if not common:
+        raise ValueError("the annotated frames have no landmark label in common")
+    frame_list = sorted(points)
+    return Trajectories(tuple(frame_list), tuple(common),
+                        np.array([[points[t][label] for label in common] for t in frame_list]))
+
+
+# --- loading files as a scene ---------------------------------------------------------------------------
+@dataclass
+class CycleNodes:
+    """A cardiac cycle loaded from files (:func:`load_cycle_files`): all sequences in one browser."""
+
+    ct: object
+    browser: object
+    segmentations: object | None = None
+    landmarks: object | None = None
+
+
+def browser_for_sequence(sequence, scene=None, create: bool = True):
+    """The sequence browser that plays ``sequence`` (the first one found), or a new one when ``create``."""
+    scene = _scene(scene)
+    for n in range(scene.GetNumberOfNodesByClass("vtkMRMLSequenceBrowserNode")):
+        browser = scene.GetNthNodeByClass(n, "vtkMRMLSequenceBrowserNode")
+        if browser.IsSynchronizedSequenceNode(sequence.GetID(), True):
+            return browser
+    if not create:
+        return None
+    browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", f"{sequence.GetName()} browser")
+    browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
+    _sequences_logic().UpdateProxyNodesFromSequences(browser)
+    return browser
+
+
+def _set_geometry(node, volume: Volume) -> None:
+    """IJK -> RAS of ``node`` from the LPS geometry of ``volume``."""
+    import vtk
+
+    geometry = volume.geometry
+    flip = np.diag(RAS_TO_LPS)
+    directions = flip @ np.asarray(geometry.direction, dtype=float).reshape(3, 3)
+    matrix = vtk.vtkMatrix4x4()
+    for row in range(3):
+        for column in range(3):
+            matrix.SetElement(row, column, directions[row, column])
+    node.SetIJKToRASDirectionMatrix(matrix)
+    node.SetSpacing(*geometry.spacing)
+    node.SetOrigin(*(np.asarray(geometry.origin) * RAS_TO_LPS))
+
+
+def volume_node(scene, volume: Volume, name: str, class_name: str = "vtkMRMLScalarVolumeNode"):
+    """A new volume node holding ``volume`` (voxels copied, LPS geometry turned into Slicer's RAS)."""
+    node = scene.AddNewNodeByClass(class_name, name)
+    slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(volume.array))
+    _set_geometry(node, volume)
+    return node
+
+
+def load_cycle_files(image: str | Path, labels: str | Path | None = None, label_names: dict[int, str] | None = None,
+                     landmarks: str | Path | None = None, scene=None, name: str = "CT") -> CycleNodes:
+    """Load a cardiac cycle from files as Slicer nodes: the frames (any input ``inr-cardiac register`` reads: 4D
+    NIfTI/NRRD, ``.seq.nrrd``, a folder of frames, DICOM) as a volume sequence, the label maps as a segmentation
+    sequence (one segment per value of ``label_names``, e.g. ``{1: "LV myocardium"}``), the reference landmarks as a
+    markups node; the sequences synchronised in one new browser."""
+    scene = _scene(scene)
+    sequence = read_frame_sequence(image, name=name)
+    ct = _new_sequence(scene, name, "frame", "", True)
+    for t, frame in enumerate(sequence.frames):
+        node = volume_node(scene, frame, f"{name} frame {t}")
+        ct.SetDataNodeAtValue(node, str(t))
+        scene.RemoveNode(node)
+    browser = browser_for_sequence(ct, scene)
+    nodes = CycleNodes(ct=ct, browser=browser)
+    if labels is not None:
+        by_frame = read_frame_labels(str(labels), sequence)
+        names = label_names or {1: "LV myocardium"}
+        nodes.segmentations = _new_sequence(scene, f"{name} segmentation", "frame", "", True)
+        segmentations_logic = slicer.modules.segmentations.logic()
+        for t, label_volume in sorted(by_frame.items()):
+            segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{name} segmentation frame {t}")
+            for value, segment_name in names.items():
+                mask = label_volume.with_array((np.asarray(label_volume.array) == value).astype(np.uint8))
+                labelmap = volume_node(scene, mask, segment_name, "vtkMRMLLabelMapVolumeNode")
+                before = segmentation.GetSegmentation().GetNumberOfSegments()
+                if not segmentations_logic.ImportLabelmapToSegmentationNode(labelmap, segmentation):
+                    raise ValueError(f"Slicer could not import label {value} of frame {t}")
+                scene.RemoveNode(labelmap)
+                if segmentation.GetSegmentation().GetNumberOfSegments() == before:
+                    raise ValueError(f"label value {value} ({segment_name}) does not occur in frame {t} of {labels}")
+                segmentation.GetSegmentation().GetNthSegment(before).SetName(segment_name)
+            nodes.segmentations.SetDataNodeAtValue(segmentation, str(t))
+            scene.RemoveNode(segmentation)
+        browser.AddSynchronizedSequenceNodeID(nodes.segmentations.GetID())
+    if landmarks is not None:
+        nodes.landmarks = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", f"{name} landmarks")
+        _storage_io(scene, nodes.landmarks, slicer.vtkMRMLMarkupsJsonStorageNode, Path(landmarks))
+    _sequences_logic().UpdateProxyNodesFromSequences(browser)
+    return nodes

@@ -16,6 +16,7 @@ Layout (``NNN`` = the 0-based frame index, zero-padded to at least three digits)
     progress.jsonl                 one JSON event per line (see :meth:`RunFolder.append_event`)
     cancel                         created by anyone who wants the worker to stop (then removed on resume)
     worker.log                     the worker's terminal output, when a runner started it in the background
+    inputs/                        the inputs a runner exported for the worker (Slicer: frames, labels, landmarks)
     transforms/frame_NNN.h5        reference -> frame t (ITK displacement field, resampling convention,
                                    LPS mm): TransformPoint(p) = where reference point p is in frame t
     labels/frame_NNN.nii.gz        the reference myocardium propagated into frame t (uint8 0/1, frame t grid)
@@ -120,6 +121,10 @@ class RunFolder:
     @property
     def log_path(self) -> Path:
         return self.root / "worker.log"
+
+    @property
+    def inputs_dir(self) -> Path:
+        return self.root / "inputs"
 
     @property
     def metrics_csv(self) -> Path:

@@ -13,11 +13,13 @@ Exit codes of the worker (``register_command``): 0 finished, 2 bad input, 130 ca
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .run_folder import RunFolder
@@ -33,6 +35,18 @@ def register_command_line(python: str | Path, image: str | Path | None, run_dir:
     if image is not None:
         argv.append(str(image))
     return [*argv, "--out", str(run_dir), "--quiet", *(options or [])]
+
+
+def worker_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The worker's environment: ``base`` (default ``os.environ``) with the folder holding
+    ``INRCardiacRegistrationLib`` first on ``PYTHONPATH`` (inside Slicer the module folder is on the application's
+    ``sys.path`` only, not on a ``PythonSlicer`` child's) and unbuffered output (the log is live)."""
+    env = dict(os.environ if base is None else base)
+    lib_parent = str(Path(__file__).resolve().parent.parent)
+    rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != lib_parent]
+    env["PYTHONPATH"] = os.pathsep.join([lib_parent, *rest])
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
 
 
 class ProgressReader:
@@ -60,6 +74,76 @@ class ProgressReader:
             except (json.JSONDecodeError, UnicodeDecodeError):
                 continue
         return events
+
+
+def format_duration(seconds: float | None) -> str:
+    """``"1 h 05 min"``, ``"3 min 20 s"``, ``"45 s"``; ``"?"`` when unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    seconds = max(0, round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    if seconds >= 60:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds} s"
+
+
+@dataclass
+class RunProgress:
+    """Where a run stands, from its ``progress.jsonl`` events (:meth:`update` with each event in order).
+
+    ``fraction``: share of this session's optimiser iterations done (0..1); ``eta_s``: the worker's estimate of
+    the seconds left; ``frames_done`` of ``frames`` finished (earlier sessions included); ``state``: ``starting``,
+    ``running``, ``finished``, ``cancelled``, ``failed`` (or, from the exit code, ``bad input``).
+    """
+
+    state: str = "starting"
+    fraction: float = 0.0
+    eta_s: float | None = None
+    frames_done: int = 0
+    frames: int = 0
+    frame: int | None = None
+    error: str = ""
+    iterations_total: int = 0
+    iterations_done: dict[int, int] = field(default_factory=dict)
+    iterations_of: dict[int, int] = field(default_factory=dict)
+
+    def update(self, event: dict) -> None:
+        kind = event.get("event")
+        if kind == "started":
+            self.state = "running"
+            self.frames = int(event.get("frames") or 0)
+            self.frames_done = len(event.get("finished") or [])
+            self.iterations_total = int(event.get("iterations_total") or 0)
+            self.iterations_done.clear()
+        elif kind == "iteration":
+            self.frame = event.get("frame")
+            self.iterations_done[self.frame] = int(event.get("iteration") or 0)
+            self.iterations_of[self.frame] = int(event.get("iterations") or 0)
+            self.eta_s = event.get("eta_s")
+        elif kind == "frame_finished":
+            frame = event.get("frame")
+            self.iterations_done[frame] = self.iterations_of.get(frame, self.iterations_done.get(frame, 0))
+            self.frames_done = int(event.get("done") or self.frames_done + 1)
+            self.eta_s = event.get("eta_s")
+        elif kind in ("finished", "cancelled", "failed"):
+            self.state = kind
+            self.error = event.get("error") or ""
+            self.eta_s = 0.0 if kind == "finished" else None
+        if self.state == "finished":
+            self.fraction = 1.0
+        elif self.iterations_total:
+            self.fraction = min(1.0, sum(self.iterations_done.values()) / self.iterations_total)
+
+    def text(self) -> str:
+        """One line for a status label or progress bar."""
+        if self.state == "starting":
+            return "Starting the worker (loading the frames)..."
+        done = f"{self.frames_done}/{self.frames} frames"
+        if self.state == "running":
+            current = f"registering frame {self.frame}, " if self.frame is not None else ""
+            return f"{current}{done} done, about {format_duration(self.eta_s)} left"
+        return f"{self.state}: {done}" + (f" ({self.error})" if self.error else "")
 
 
 class WorkerProcess:
