@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 from INRCardiacRegistrationLib.cli import main
 
@@ -39,3 +40,21 @@ def test_bad_input_gives_one_line_and_exit_code_2(tmp_path, pair):
     assert result.stderr.strip().splitlines() == [f"inr-cardiac pair: error: moving image: file not found: "
                                                   f"{tmp_path / 'missing.nrrd'}"]
     assert main(["pair", "--out", str(tmp_path / "o"), "--alpha", "3"]) == 2
+
+
+def test_settings_argv_round_trips_through_the_register_parser():
+    """The options the Slicer module builds give the worker exactly the configuration asked for."""
+    import argparse
+
+    from INRCardiacRegistrationLib.config_arguments import add_config_arguments, config_from_arguments, settings_argv
+    from INRCardiacRegistrationLib.registration_config import preset
+
+    argv = settings_argv("fast", alpha=0.5, learning_rate=3e-5, iterations=123, device="cpu")
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    config = config_from_arguments(parser.parse_args(argv))
+    assert config == preset("fast", alpha=0.5, learning_rate=3e-5, iterations=123, device="cpu")
+    with pytest.raises(ValueError, match="unknown registration parameter"):
+        settings_argv("paper", learningrate=1e-4)
+    with pytest.raises(ValueError):
+        settings_argv("paper", alpha=1.5)

@@ -89,3 +89,18 @@ def config_argv(args: argparse.Namespace) -> list[str]:
             values = value if isinstance(value, list | tuple) else [value]
             argv += ["--" + field.name.replace("_", "-"), *[str(v) for v in values]]
     return argv
+
+
+def settings_argv(preset_name: str = "paper", **fields) -> list[str]:
+    """``--preset`` and one option per given :class:`RegistrationConfig` field (``learning_rate=1e-4`` ->
+    ``--learning-rate 0.0001``), checked first: unknown names and invalid values raise ValueError here rather than
+    in the worker. The Slicer module builds its worker command line with this."""
+    unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(RegistrationConfig)} | set(fields) & _SKIPPED)
+    if unknown:
+        raise ValueError(f"unknown registration parameter(s) {unknown}")
+    preset(preset_name, **fields)  # validates the values
+    argv = ["--preset", preset_name]
+    for name, value in fields.items():
+        values = value if isinstance(value, list | tuple) else [value]
+        argv += ["--" + name.replace("_", "-"), *[str(v) for v in values]]
+    return argv
