@@ -38,3 +38,20 @@ def test_resources_listed_in_cmake_exist():
     block = cmake.split("set(MODULE_RESOURCE_FILES", 1)[1].split(")", 1)[0]
     for entry in block.split():
         assert (ROOT / "Resources" / entry.replace("${MODULE_NAME}", "INRCardiacRegistration")).exists(), entry
+
+
+def test_extension_metadata_and_icons():
+    """The extension CMake has the metadata the Extensions Index needs; the icons are real 128x128 images."""
+    import matplotlib.image
+
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    for key in ("EXTENSION_HOMEPAGE", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION", "EXTENSION_ICONURL"):
+        assert re.search(rf'set\({key} "[^"]+"\)', cmake), key
+    assert re.search(r'set\(EXTENSION_CATEGORY "Registration"\)', cmake)
+    assert "PyTorch" in re.search(r'set\(EXTENSION_DEPENDS "([^"]*)"\)', cmake).group(1).split()
+    module = (ROOT / "INRCardiacRegistration" / "CMakeLists.txt").read_text()
+    assert "WITH_GENERIC_TESTS" in module and "slicer_add_python_unittest" in module
+    for icon in (ROOT / "INRCardiacRegistration.png", ROOT / "Resources" / "Icons" / "INRCardiacRegistration.png"):
+        image = matplotlib.image.imread(icon)
+        assert image.shape[:2] == (128, 128), icon
+        assert image[..., :3].std() > 0.05, f"{icon} looks like a flat placeholder"
