@@ -234,6 +234,8 @@ class INRCardiacRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationM
         self.setParameterNode(self.logic.getParameterNode())
         if not self._parameterNode.ctSequence:
             self._parameterNode.ctSequence = self.logic.shownSequence()
+        if str(self._parameterNode.outputDirectory) in ("", "."):
+            self._parameterNode.outputDirectory = self.logic.defaultOutputDirectory()
 
     def setParameterNode(self, parameterNode):
         if self._parameterNode:

@@ -59,6 +59,15 @@ def test_cuda_requested_without_cuda(pair):
         register_pair(pair.fixed, pair.moving, fixed_label=pair.fixed_label, config=CONFIG.replace(device="cuda"))
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a working CUDA")
+def test_auto_device_falls_back_to_the_cpu_when_cuda_does_not_work(monkeypatch):
+    """CUDA reported available (as with a driver the torch build cannot use) but this CPU build cannot run a
+    kernel: ``auto`` warns and takes the CPU."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.warns(UserWarning, match="does not work"):
+        assert resolve_device("auto") == torch.device("cpu")
+
+
 def test_no_mask_and_no_label(pair):
     with pytest.raises(ValueError, match="needs a sampling 'mask' or a 'fixed_label'"):
         register_pair(pair.fixed, pair.moving, config=CONFIG)

@@ -1,6 +1,8 @@
-"""Choosing the torch device: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda[:N]``."""
+"""Choosing the torch device: ``auto`` (CUDA when present and working, else CPU), ``cpu`` or ``cuda[:N]``."""
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 
@@ -9,7 +11,13 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """The torch device for a user's choice; ValueError when CUDA is asked for but unavailable."""
     name = str(device).strip().lower()
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            try:  # a driver/build mismatch shows only when a kernel runs
+                (torch.ones(1, device="cuda") * 2).item()
+                return torch.device("cuda")
+            except (RuntimeError, AssertionError) as error:
+                warnings.warn(f"CUDA is reported available but does not work ({error}); using the CPU", stacklevel=2)
+        return torch.device("cpu")
     if name == "cpu":
         return torch.device("cpu")
     if name.startswith("cuda"):
