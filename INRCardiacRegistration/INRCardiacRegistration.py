@@ -17,7 +17,7 @@ from typing import Annotated
 import slicer
 import vtk
 from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLSegmentationNode, vtkMRMLSequenceNode
-from slicer.parameterNodeWrapper import Decimals, SingleStep, WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -116,17 +116,27 @@ class INRCardiacRegistration(ScriptedLoadableModule):
         slicer.app.connect("startupCompleted()", registerSampleData)
 
 
+def moduleResource(relativePath):
+    """A file of Resources/: next to the module file in a built extension, at the repository root when the source
+    folder is used directly as an additional module path."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for candidate in (os.path.join(here, "Resources", relativePath), os.path.join(here, "..", "Resources",
+                                                                                  relativePath)):
+        if os.path.exists(candidate):
+            return os.path.normpath(candidate)
+    raise FileNotFoundError(f"INRCardiacRegistration resource {relativePath} not found next to {here}")
+
+
 def registerSampleData():
     """The synthetic beating-heart phantom as sample data, generated on this computer (nothing is downloaded)."""
     try:
         import SampleData
     except ImportError:
         return
-    iconsPath = os.path.join(os.path.dirname(__file__), "Resources", "Icons")
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
         category="INR Cardiac Registration",
         sampleName="INRCardiacPhantom",
-        thumbnailFileName=os.path.join(iconsPath, "INRCardiacRegistration.png"),
+        thumbnailFileName=moduleResource("Icons/INRCardiacRegistration.png"),
         uris=["local:phantom"], fileNames=["INRCardiacPhantom"], nodeNames=["INRCardiacPhantom"],
         customDownloader=lambda source=None: INRCardiacRegistrationLogic().loadPhantom(),
     )
@@ -150,15 +160,15 @@ class INRCardiacRegistrationParameterNode:
     annotatedLandmarks: vtkMRMLSequenceNode
     # registration
     mode: RegistrationMode = RegistrationMode.NonSequential
-    alpha: Annotated[float, WithinRange(0.0, 1.0), Decimals(2), SingleStep(0.05)] = 0.8
+    alpha: Annotated[float, WithinRange(0.0, 1.0)] = 0.8  # decimals and steps are set in the .ui
     preset: Preset = Preset.Paper
     device: Device = Device.Auto
     overridePreset: bool = False
     iterations: Annotated[int, WithinRange(1, 100000)] = 2000
     warmStartIterations: Annotated[int, WithinRange(0, 100000)] = 1000
     points: Annotated[int, WithinRange(100, 1000000)] = 10000
-    learningRate: Annotated[float, WithinRange(1e-7, 1e-1), Decimals(7)] = 1e-5
-    regularizationWeight: Annotated[float, WithinRange(0.0, 10.0), Decimals(3)] = 0.05
+    learningRate: Annotated[float, WithinRange(1e-7, 1e-1)] = 1e-5
+    regularizationWeight: Annotated[float, WithinRange(0.0, 10.0)] = 0.05
     seed: Annotated[int, WithinRange(0, 1000000)] = 0
     extraOptions: str = ""
     # outputs
@@ -183,9 +193,13 @@ class INRCardiacRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationM
         import qt
 
         ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/INRCardiacRegistration.ui"))
+        uiWidget = slicer.util.loadUI(moduleResource("UI/INRCardiacRegistration.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
+        # the widgets bound to the parameter node, by SlicerParameterName (connectParametersToGui returns the tag
+        # that disconnectGui needs; connectGui does not return it in Slicer <= 5.8)
+        self.parameterWidgets = {w.property("SlicerParameterName"): w for w in uiWidget.findChildren(qt.QWidget)
+                                 if w.property("SlicerParameterName")}
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = INRCardiacRegistrationLogic()
 
@@ -243,7 +257,7 @@ class INRCardiacRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationM
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
         self._parameterNode = parameterNode
         if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self._parameterNodeGuiTag = self._parameterNode.connectParametersToGui(self.parameterWidgets)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
             self.updateButtons()
 
@@ -269,7 +283,7 @@ class INRCardiacRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationM
 
     def onTotalSegmentator(self):
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay(_("TotalSegmentator failed."), waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("TotalSegmentator failed.")):  # no wait cursor over its dialogs
             result = self.logic.segmentWithTotalSegmentator(
                 p.ctSequence, p.referenceFrame, cpu=p.device == Device.Cpu,
                 onFrame=lambda t, n: self.showStatus(_("TotalSegmentator: frame {t} of {n}").format(t=t + 1, n=n)))
@@ -282,7 +296,7 @@ class INRCardiacRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationM
             self.showStatus(_("TotalSegmentator segmented every frame."))
 
     def onApply(self):
-        with slicer.util.tryWithErrorDisplay(_("Could not start the registration."), waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Could not start the registration.")):
             if not self.logic.ensureDependencies():
                 return
             self.run = self.logic.processFromParameterNode(self._parameterNode, waitForCompletion=False)
@@ -379,10 +393,7 @@ class INRCardiacRegistrationLogic(ScriptedLoadableModuleLogic):
                     _("INR Cardiac Registration needs these Python packages: {packages}. Install them now?").format(
                         packages=", ".join(missing)), windowTitle=_("Install Python packages")):
                 return False
-            if hasattr(slicer, "packaging") and hasattr(slicer.packaging, "pip_ensure"):
-                slicer.packaging.pip_ensure(missing)
-            else:
-                slicer.util.pip_install(missing)
+            slicer.util.pip_install(missing)  # after the user's consent above (all Slicer versions)
         return True
 
     # --- inputs -------------------------------------------------------------------------------------------
@@ -413,8 +424,16 @@ class INRCardiacRegistrationLogic(ScriptedLoadableModuleLogic):
                       "(Slicer restarts afterwards.) You can also use your own segmentations."),
                     windowTitle=_("TotalSegmentator")):
                 manager = slicer.app.extensionsManagerModel()
-                manager.interactive = True
-                manager.downloadAndInstallExtensionByName("TotalSegmentator", True, True)
+                if hasattr(manager, "installExtensionFromServer"):  # Slicer >= 5.4: confirms, then restarts
+                    installed = manager.installExtensionFromServer("TotalSegmentator")
+                else:
+                    installed = manager.downloadAndInstallExtensionByName("TotalSegmentator", True, True)
+                    if installed and slicer.util.confirmOkCancelDisplay(
+                            _("TotalSegmentator is installed. Restart Slicer now to use it?")):
+                        slicer.util.restart()
+                if not installed:
+                    raise RuntimeError(_("TotalSegmentator could not be installed; see the Extensions Manager, or use "
+                                         "your own segmentations."))
             return None
         import TotalSegmentator
 
@@ -431,7 +450,12 @@ class INRCardiacRegistrationLogic(ScriptedLoadableModuleLogic):
             if not key:
                 return None
             setLicense = getattr(tsLogic, "setLicense", None) or tsLogic.setlicense
-            setLicense(key)
+            try:
+                setLicense(key)  # saves the key, then asks to restart Slicer
+            except ValueError as error:  # 'Restart was cancelled.' (the key is saved) or an invalid key
+                slicer.util.infoDisplay(_("TotalSegmentator: {error} Segment again after restarting Slicer.").format(
+                    error=error))
+            return None  # TotalSegmentator reads the licence at start-up
         browser = browser_for_sequence(ctSequence)
         return segment_frames(tsLogic, browser, ctSequence, referenceFrame, fast=False, cpu=cpu, on_frame=onFrame)
 
