@@ -53,7 +53,7 @@ def test_imported_run_matches_the_worker_files(worker_run):
     trajectories = read_trajectories_csv(worker_run.trajectories_csv)
     reference = read_markups_json(worker_run.landmarks_path(0))
     transforms_logic = slicer.modules.transforms.logic()
-    worst = 0.0
+    worst, dices = 0.0, []
     for t in range(4):
         stored = nodes.transforms.GetNthDataNode(t)
         assert stored.GetClassName() == "vtkMRMLGridTransformNode"
@@ -70,9 +70,10 @@ def test_imported_run_matches_the_worker_files(worker_run):
 
         label = _label_volume(scene, worker_run.label_path(t))
         expected = sitk.GetArrayFromImage(sitk.ReadImage(str(worker_run.label_path(t)))) > 0
-        assert dice(_segment_array(nodes.segmentations.GetNthDataNode(t), label), expected) >= 0.99
-    print(f"max |Slicer-moved landmark - CSV| = {worst:.4f} mm")
-    assert worst <= 0.1
+        dices.append(dice(_segment_array(nodes.segmentations.GetNthDataNode(t), label), expected))
+    print(f"max |Slicer-moved landmark - CSV| = {worst:.2e} mm; min Dice segmentation vs label file {min(dices):.4f}")
+    assert min(dices) >= 0.99
+    assert worst <= 1e-3  # acceptance asks 0.1 mm; with linear interpolation (as ITK) Slicer reproduces the CSV
     table = nodes.table
     rows = worker_run.read_metrics()
     assert table.GetNumberOfRows() == 4
@@ -99,7 +100,7 @@ def test_browser_steps_all_results_together(worker_run):
         markups = browser.GetProxyNode(nodes.landmarks)
         probe = trajectories.points_lps[0, 0] * RAS_TO_LPS
         moved = np.array(transform.GetTransformFromParent().TransformPoint(list(map(float, probe)))) * RAS_TO_LPS
-        assert np.abs(moved - trajectories.points_lps[t, 0]).max() < 0.1
+        assert np.abs(moved - trajectories.points_lps[t, 0]).max() < 1e-3
         label = _label_volume(scene, worker_run.label_path(t))
         expected = sitk.GetArrayFromImage(sitk.ReadImage(str(worker_run.label_path(t)))) > 0
         assert dice(_segment_array(segmentation, label), expected) >= 0.99
