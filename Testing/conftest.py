@@ -62,3 +62,14 @@ def register_argv(phantom, out: Path, *extra: str) -> list[str]:
             "--myocardium-label", "1", "--heart-label", "1", "2", "3",
             "--landmarks", str(root / "landmarks_reference.mrk.json"),
             "--landmarks-annotated", str(root / "landmark_trajectories.csv"), *TINY, *extra]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_phantom, tmp_path_factory):
+    """One whole-cycle run of the real worker on the tiny phantom, shared read-only by the tests that need one."""
+    from INRCardiacRegistrationLib.cli import main
+    from INRCardiacRegistrationLib.run_folder import RunFolder
+
+    out = tmp_path_factory.mktemp("tiny_run") / "run"
+    assert main(register_argv(tiny_phantom, out, "--quiet", "--no-report")) == 0
+    return RunFolder(out)

@@ -11,7 +11,7 @@ import SimpleITK as sitk
 
 slicer = pytest.importorskip("slicer", reason="the slicer-core wheel is not installed (pip install slicer-core)")
 
-from conftest import TINY, register_argv  # noqa: E402
+from conftest import TINY  # noqa: E402
 from INRCardiacRegistrationLib.cli import main  # noqa: E402
 from INRCardiacRegistrationLib.landmarks_io import RAS_TO_LPS, read_markups_json, read_trajectories_csv  # noqa: E402
 from INRCardiacRegistrationLib.metrics import dice  # noqa: E402
@@ -20,11 +20,9 @@ from INRCardiacRegistrationLib.run_folder import RunFolder  # noqa: E402
 from mrml_scene import new_scene  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def worker_run(tiny_phantom, tmp_path_factory):
-    out = tmp_path_factory.mktemp("bridge") / "run"
-    assert main(register_argv(tiny_phantom, out, "--quiet", "--no-report")) == 0
-    return RunFolder(out)
+@pytest.fixture
+def worker_run(tiny_run):
+    return tiny_run
 
 
 def _segment_array(segmentation, reference_volume):

@@ -9,13 +9,12 @@ import time
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import TINY, register_argv
+from conftest import TINY
 from INRCardiacRegistrationLib.worker_process import RunProgress, format_duration
 
 slicer = pytest.importorskip("slicer", reason="the slicer-core wheel is not installed (pip install slicer-core)")
 
 import vtk  # noqa: E402  (comes with slicer-core)
-from INRCardiacRegistrationLib.cli import main  # noqa: E402
 from INRCardiacRegistrationLib.landmarks_io import read_trajectories_csv  # noqa: E402
 from INRCardiacRegistrationLib.mrml_bridge import load_cycle_files  # noqa: E402
 from INRCardiacRegistrationLib.run_folder import RunFolder  # noqa: E402
@@ -44,13 +43,6 @@ def test_progress_from_events():
     assert progress.state == "cancelled" and progress.text() == "cancelled: 2/4 frames"
     assert format_duration(3725) == "1 h 02 min" and format_duration(200) == "3 min 20 s"
     assert format_duration(float("nan")) == "?"
-
-
-@pytest.fixture(scope="module")
-def cli_run(tiny_phantom, tmp_path_factory):
-    out = tmp_path_factory.mktemp("scene") / "cli"
-    assert main(register_argv(tiny_phantom, out, "--quiet", "--no-report")) == 0
-    return RunFolder(out)
 
 
 def _load(phantom, scene):
@@ -87,7 +79,7 @@ def test_files_load_as_sequences_like_slicer_reads_them(tiny_phantom, tmp_path):
         assert np.array_equal(mask, tiny_phantom.labels[t].array == 1)
 
 
-def test_scene_run_reports_progress_and_fills_the_ct_browser(tiny_phantom, cli_run, tmp_path):
+def test_scene_run_reports_progress_and_fills_the_ct_browser(tiny_phantom, tiny_run, tmp_path):
     """Exported from the scene and run in the background: progress rises to 1, every frame lands in sequences
     synchronised to the CT's browser, and the trajectories equal the command line's on the files."""
     scene = new_scene()
@@ -104,7 +96,7 @@ def test_scene_run_reports_progress_and_fills_the_ct_browser(tiny_phantom, cli_r
     assert loaded.browser.IsSynchronizedSequenceNode(nodes.transforms.GetID())
     assert nodes.table.GetNumberOfRows() == 4
     ours = read_trajectories_csv(run.run.trajectories_csv)
-    theirs = read_trajectories_csv(cli_run.trajectories_csv)
+    theirs = read_trajectories_csv(tiny_run.trajectories_csv)
     difference = float(np.abs(ours.points_lps - theirs.points_lps).max())
     print(f"max trajectory difference scene run vs files: {difference:.2e} mm")
     assert ours.labels == theirs.labels and difference < 0.01

@@ -267,15 +267,7 @@ def export_inputs(ct_sequence, out_dir: str | Path, *, segmentations=None, myoca
     for t, volume in enumerate(volumes):
         _storage_io(scene, volume, slicer.vtkMRMLVolumeArchetypeStorageNode, out / "frames" / f"frame_{t:03d}.nii.gz",
                     write=True)
-    if segmentations is None:
-        by_frame = {}
-    elif isinstance(segmentations, dict):
-        by_frame = dict(segmentations)
-    else:
-        if segmentations.GetNumberOfDataNodes() != frames:
-            raise ValueError(f"the segmentation sequence has {segmentations.GetNumberOfDataNodes()} items, the CT "
-                             f"sequence {frames}")
-        by_frame = {t: segmentations.GetNthDataNode(t) for t in range(frames)}
+    by_frame = _nodes_by_frame(segmentations, frames, "segmentation")
     if by_frame and not myocardium_segment:
         raise ValueError("name the LV-myocardium segment (myocardium_segment)")
     label_specs = []
@@ -333,15 +325,20 @@ def export_inputs(ct_sequence, out_dir: str | Path, *, segmentations=None, myoca
     return result
 
 
+def _nodes_by_frame(nodes, frames: int, what: str) -> dict:
+    """``{frame: node}`` from None, such a dict, or a sequence node with one item per frame."""
+    if nodes is None:
+        return {}
+    if isinstance(nodes, dict):
+        return dict(nodes)
+    if nodes.GetNumberOfDataNodes() != frames:
+        raise ValueError(f"the {what} sequence has {nodes.GetNumberOfDataNodes()} items, the CT sequence {frames}")
+    return {t: nodes.GetNthDataNode(t) for t in range(frames)}
+
+
 def _annotated_trajectories(annotated, frames: int) -> Trajectories:
     """Trajectories (LPS) of the landmarks present in every annotated frame."""
-    if isinstance(annotated, dict):
-        by_frame = dict(annotated)
-    else:
-        if annotated.GetNumberOfDataNodes() != frames:
-            raise ValueError(f"the annotated landmarks sequence has {annotated.GetNumberOfDataNodes()} items, the "
-                             f"CT sequence {frames}")
-        by_frame = {t: annotated.GetNthDataNode(t) for t in range(frames)}
+    by_frame = _nodes_by_frame(annotated, frames, "annotated landmarks")
     points = {}
     for t, markups in sorted(by_frame.items()):
         if not 0 <= t < frames:
