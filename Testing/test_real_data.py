@@ -1,0 +1,80 @@
+"""Real public data from ../shared/data (read-only; these tests skip when the folder is absent, as in a user's
+clone): the Sunnybrook raw multi-phase DICOM export read as a 4D sequence, and one ACDC cine-MRI patient
+registered ED -> ES (anisotropic 10 mm slices, MRI intensities)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from INRCardiacRegistrationLib.frame_sequence_io import read_4d_frames, read_frame_sequence
+from INRCardiacRegistrationLib.masks import label_mask, sampling_mask
+from INRCardiacRegistrationLib.metrics import dice
+from INRCardiacRegistrationLib.pair_registration import register_pair
+from INRCardiacRegistrationLib.registration_config import preset
+from INRCardiacRegistrationLib.volume import Volume
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SUNNYBROOK = DATA / "sunnybrook" / "SCD0000101"
+ACDC = DATA / "acdc" / "patient001"
+MARGIN = 0.15  # measured +0.22 (0.606 -> 0.826); the slack covers other CPUs and torch builds
+
+
+@pytest.mark.skipif(not SUNNYBROOK.is_dir(), reason=f"{SUNNYBROOK} is absent (project data, not in a user's clone)")
+def test_sunnybrook_dicom_folder_reads_as_a_4d_sequence():
+    """240 files (12 slices x 20 phases, all mixed in one folder) -> 20 frames of 256x256x12 at 1.367 x 1.367 x 10
+    mm, phases in TriggerTime order, slices in position order: each file's pixels are found in its frame and slice.
+    File N holds slice (N-1)//20 and phase (N-1)%20 (the data's README)."""
+    sequence = read_frame_sequence(SUNNYBROOK)
+    assert len(sequence.frames) == 20 and not sequence.resampled
+    geometry = sequence.frames[0].geometry
+    assert geometry.size == (256, 256, 12)
+    assert np.allclose(geometry.spacing, (1.367188, 1.367188, 10.0), atol=1e-3)
+    times = np.asarray(sequence.trigger_times_ms)
+    assert np.all(np.diff(times) > 0)
+    direction = np.asarray(geometry.direction).reshape(3, 3)
+    normal = direction[:, 2]
+    for number in (1, 22, 59, 48, 133, 221, 240):
+        path = SUNNYBROOK / f"{number}.dcm"
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        position = np.array([float(v) for v in reader.GetMetaData("0020|0032").split("\\")])
+        k = int(np.rint(geometry.physical_to_index(position[None])[0][2]))
+        assert np.isclose(np.dot(position - np.asarray(geometry.origin), normal), k * geometry.spacing[2], atol=0.01)
+        phase = (number - 1) % 20
+        pixels = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))[0]
+        assert np.array_equal(sequence.frames[phase].array[k], pixels), number
+    # slices go one way along the normal: file slice s sits at k = 11 - s here (positions decrease with s)
+    ks = []
+    for s in range(12):
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(SUNNYBROOK / f"{s * 20 + 1}.dcm"))
+        reader.ReadImageInformation()
+        position = np.array([float(v) for v in reader.GetMetaData("0020|0032").split("\\")])
+        ks.append(int(np.rint(geometry.physical_to_index(position[None])[0][2])))
+    assert ks == list(range(11, -1, -1))
+
+
+@pytest.mark.skipif(not ACDC.is_dir(), reason=f"{ACDC} is absent (project data, not in a user's clone)")
+def test_acdc_ed_to_es_improves_the_myocardium_overlap():
+    """Image-only registration (alpha 0, the ES label unused) of ED -> ES of ACDC patient001 (cine MRI, 1.56 x 1.56
+    x 10 mm) with a small configuration: the ED myocardium carried to ES overlaps the expert ES label much better
+    than without registration (measured 0.606 -> 0.826)."""
+    meta = json.loads((ACDC / "meta.json").read_text())
+    frames = read_4d_frames(ACDC / "cine_4d.nii.gz")
+    ed, es = frames[meta["ed_index"]], frames[meta["es_index"]]
+    ed_labels, es_labels = Volume.read(ACDC / "ed_gt.nii.gz"), Volume.read(ACDC / "es_gt.nii.gz")
+    myocardium_ed = label_mask(ed_labels, 2)
+    truth = np.asarray(es_labels.array) == 2
+    mask = sampling_mask(heart=ed_labels.with_array(np.asarray(ed_labels.array) > 0))
+    config = preset("fast", iterations=300, points=3000, device="cpu", seed=0, alpha=0.0)
+    result = register_pair(ed, es, fixed_label=myocardium_ed, mask=mask, config=config)
+    propagated = np.asarray(result.propagate_fixed_label(myocardium_ed, es.geometry).array) > 0
+    before = dice(np.asarray(myocardium_ed.array) > 0, truth)
+    after = dice(propagated, truth)
+    print(f"ACDC patient001 ED->ES myocardium Dice: {before:.3f} without registration, {after:.3f} registered")
+    assert after >= before + MARGIN
