@@ -36,3 +36,21 @@ def test_loss_combines_terms_with_alpha(rng):
     assert terms["loss"].item() == pytest.approx(expected, abs=1e-9)
     with pytest.raises(ValueError, match="SDF"):
         registration_loss(f, m, None, None, det, alpha=0.5, regularization_weight=0.0, tau=10.0)
+
+
+def test_local_ncc_is_the_mean_of_per_group_correlations():
+    """Groups of consecutive points: each group's own NCC (an independent per-group computation), averaged; a
+    global shift or scale per group does not change it, unlike the global NCC."""
+    import numpy as np
+    import torch
+    from INRCardiacRegistrationLib.losses import local_normalized_cross_correlation, normalized_cross_correlation
+
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(6, 8, generator=generator, dtype=torch.float64)
+    b = a + 0.5 * torch.randn(6, 8, generator=generator, dtype=torch.float64)
+    b = b * torch.linspace(0.5, 3.0, 6, dtype=torch.float64)[:, None] + torch.arange(6.0, dtype=torch.float64)[:, None]
+    expected = np.mean([np.corrcoef(a[g].numpy(), b[g].numpy())[0, 1] for g in range(6)])
+    local = local_normalized_cross_correlation(a.reshape(-1), b.reshape(-1), 8)
+    assert float(local) == pytest.approx(expected, abs=1e-10)
+    assert float(normalized_cross_correlation(a.reshape(-1), b.reshape(-1))) < float(local) - 0.05
+    assert float(local_normalized_cross_correlation(a.reshape(-1), -a.reshape(-1), 8)) == pytest.approx(-1.0)

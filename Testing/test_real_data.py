@@ -20,7 +20,7 @@ from INRCardiacRegistrationLib.volume import Volume
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SUNNYBROOK = DATA / "sunnybrook" / "SCD0000101"
 ACDC = DATA / "acdc" / "patient001"
-MARGIN = 0.15  # measured +0.22 (0.606 -> 0.826); the slack covers other CPUs and torch builds
+MARGIN = 0.15  # measured +0.24 (0.606 -> 0.850); the slack covers other CPUs and torch builds
 
 
 @pytest.mark.skipif(not SUNNYBROOK.is_dir(), reason=f"{SUNNYBROOK} is absent (project data, not in a user's clone)")
@@ -63,7 +63,7 @@ def test_sunnybrook_dicom_folder_reads_as_a_4d_sequence():
 def test_acdc_ed_to_es_improves_the_myocardium_overlap():
     """Image-only registration (alpha 0, the ES label unused) of ED -> ES of ACDC patient001 (cine MRI, 1.56 x 1.56
     x 10 mm) with a small configuration: the ED myocardium carried to ES overlaps the expert ES label much better
-    than without registration (measured 0.606 -> 0.826)."""
+    than without registration (measured 0.606 -> 0.850)."""
     meta = json.loads((ACDC / "meta.json").read_text())
     frames = read_4d_frames(ACDC / "cine_4d.nii.gz")
     ed, es = frames[meta["ed_index"]], frames[meta["es_index"]]
@@ -71,7 +71,8 @@ def test_acdc_ed_to_es_improves_the_myocardium_overlap():
     myocardium_ed = label_mask(ed_labels, 2)
     truth = np.asarray(es_labels.array) == 2
     mask = sampling_mask(heart=ed_labels.with_array(np.asarray(ed_labels.array) > 0))
-    config = preset("fast", iterations=300, points=3000, device="cpu", seed=0, alpha=0.0)
+    config = preset("fast", iterations=300, points=3000, device="cpu", seed=0, alpha=0.0, omega=20.0,
+                    local_ncc_mm=20.0)  # the cine-MRI settings of benchmarks/acdc.py
     result = register_pair(ed, es, fixed_label=myocardium_ed, mask=mask, config=config)
     propagated = np.asarray(result.propagate_fixed_label(myocardium_ed, es.geometry).array) > 0
     before = dice(np.asarray(myocardium_ed.array) > 0, truth)

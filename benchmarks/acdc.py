@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from baselines import elastix_propagation, score
+from baselines import MRI_NOTE, MRI_OPTIONS, elastix_propagation, score
 from benchmark_report import machine_description, update_section
 from INRCardiacRegistrationLib.cli import main as cli_main
 from INRCardiacRegistrationLib.devices import resolve_device
@@ -44,14 +44,15 @@ MYOCARDIUM = 2
 HEART = (1, 2, 3)
 
 
-def register(patient: Path, meta: dict, run_dir: Path, alpha: float, preset: str, device: str) -> float:
+def register(patient: Path, meta: dict, run_dir: Path, alpha: float, preset: str, device: str,
+             options: list[str]) -> float:
     """Run (or reuse) the whole-cycle registration; return its wall seconds."""
     ed, es = meta["ed_index"], meta["es_index"]
     labels = [f"{ed}={patient / 'ed_gt.nii.gz'}"] + ([f"{es}={patient / 'es_gt.nii.gz'}"] if alpha > 0 else [])
     argv = ["register", str(patient / "cine_4d.nii.gz"), "--out", str(run_dir), "--reference-frame", str(ed),
             "--labels", *labels, "--myocardium-label", str(MYOCARDIUM), "--heart-label", *map(str, HEART),
             "--mode", "non-sequential", "--alpha", str(alpha), "--preset", preset, "--device", device, "--quiet",
-            "--no-report"]
+            "--no-report", *options]
     run = RunFolder(run_dir)
     if run.exists() and run.read_run_info().get("status") == "finished":
         return float(run.read_run_info().get("seconds", float("nan")))
@@ -63,7 +64,8 @@ def register(patient: Path, meta: dict, run_dir: Path, alpha: float, preset: str
     return time.perf_counter() - started
 
 
-def evaluate_patient(patient: Path, out: Path, alphas: list[float], preset: str, device: str) -> dict:
+def evaluate_patient(patient: Path, out: Path, alphas: list[float], preset: str, device: str,
+                     options: list[str]) -> dict:
     meta = json.loads((patient / "meta.json").read_text())
     ed, es = meta["ed_index"], meta["es_index"]
     frames = read_4d_frames(patient / "cine_4d.nii.gz")
@@ -76,7 +78,7 @@ def evaluate_patient(patient: Path, out: Path, alphas: list[float], preset: str,
     row["elastix"] = (*score(warped == MYOCARDIUM, truth, geometry), seconds)
     for alpha in alphas:
         run_dir = out / f"{patient.name}_alpha{alpha:g}"
-        seconds = register(patient, meta, run_dir, alpha, preset, device)
+        seconds = register(patient, meta, run_dir, alpha, preset, device, options)
         run = RunFolder(run_dir)
         propagated = np.asarray(Volume.read(run.label_path(es)).array) > 0
         pair_seconds = run.read_frame_record(es).seconds
@@ -121,6 +123,8 @@ def main() -> int:
     parser.add_argument("--alphas", nargs="+", type=float, default=[0.0, 0.8])
     parser.add_argument("--preset", default="fast", choices=("fast", "paper"))
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--options", default=MRI_OPTIONS,
+                        help=f"further register options for our runs (default: {MRI_OPTIONS!r}; '' for none)")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "acdc")
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
@@ -133,15 +137,16 @@ def main() -> int:
     rows = []
     for patient in patients:
         print(f"{patient.name} ...", file=sys.stderr, flush=True)
-        rows.append(evaluate_patient(patient, args.out, args.alphas, args.preset, device.type))
+        rows.append(evaluate_patient(patient, args.out, args.alphas, args.preset, device.type, args.options.split()))
         print(table(rows[-1:], args.alphas).splitlines()[2], file=sys.stderr, flush=True)
     text = table(rows, args.alphas)
     print(text)
     if args.write_docs:
-        body = (f"Machine: {machine_description(device)}. Preset `{args.preset}`, non-sequential from ED, device "
-                f"{device.type}. Dice and HD95 of the ED LV myocardium propagated to ES against the expert ES label; "
-                f"ours: s = whole cycle (ED->ES pair in brackets).\n\n"
-                f"    python benchmarks/acdc.py --preset {args.preset} --device {args.device} --write-docs\n\n{text}\n")
+        command = f"python benchmarks/acdc.py --preset {args.preset} --device {args.device} --write-docs"
+        body = (f"Machine: {machine_description(device)}. Preset `{args.preset}` with `{args.options}`, "
+                f"non-sequential from ED, device {device.type}. Dice and HD95 of the ED LV myocardium propagated to "
+                f"ES against the expert ES label; ours: s = whole cycle (ED->ES pair in brackets).\n\n"
+                f"    {command}\n\n{text}\n\n{MRI_NOTE}\n")
         update_section("ACDC cine MRI: ED -> ES myocardium", body)
     return 0
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from baselines import elastix_propagation, score
+from baselines import MRI_OPTIONS, elastix_propagation, score
 from benchmark_report import machine_description, update_section
 from INRCardiacRegistrationLib.cli import main as cli_main
 from INRCardiacRegistrationLib.devices import resolve_device
@@ -89,6 +89,8 @@ def main() -> int:
     parser.add_argument("--root", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--preset", default="fast", choices=("fast", "paper"))
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--options", default=MRI_OPTIONS,
+                        help=f"further register options for our runs (default: {MRI_OPTIONS!r}; '' for none)")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "sunnybrook")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
@@ -119,7 +121,7 @@ def main() -> int:
     if not (run.exists() and run.read_run_info().get("status") == "finished"):
         argv = ["register", str(dicom_dir), "--out", str(run_dir), "--reference-frame", str(ed), "--labels",
                 f"{ed}={ed_path}", "--myocardium-label", str(CAVITY), "--heart-label", "1", "2", "--alpha", "0",
-                "--preset", args.preset, "--device", device.type, "--quiet", "--no-report"]
+                "--preset", args.preset, "--device", device.type, "--quiet", "--no-report", *args.options.split()]
         if run.exists():
             argv.append("--resume")
         if cli_main(argv) != 0:
@@ -136,8 +138,8 @@ def main() -> int:
             "Dice / HD95 mm / s (ED->ES pair) |\n|---|---|---|---|\n" + line)
     print(text)
     if args.write_docs:
-        body = (f"Machine: {machine_description(device)}. Preset `{args.preset}`. LV cavity of ED propagated to ES, "
-                f"scored on the slices with an ES contour.\n\n"
+        body = (f"Machine: {machine_description(device)}. Preset `{args.preset}` with `{args.options}`. LV cavity "
+                f"of ED propagated to ES, scored on the slices with an ES contour.\n\n"
                 f"    python benchmarks/sunnybrook.py --preset {args.preset} --device {args.device} --write-docs\n\n"
                 f"{text}\n")
         update_section("Sunnybrook cine MRI DICOM: ED -> ES LV cavity", body)

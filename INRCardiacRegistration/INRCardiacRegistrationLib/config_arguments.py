@@ -34,6 +34,8 @@ _HELP = {
     "myocardium_margin_mm": "sampling margin (mm) around the myocardium when no heart mask is given",
     "coordinate_margin": "margin factor of the normalised coordinate box",
     "progress_every": "iterations between progress reports",
+    "local_ncc_mm": "0: global image NCC (paper); > 0: local NCC in cubes of this edge in mm (e.g. 10 for cine MRI)",
+    "local_ncc_points": "points per cube of the local NCC",
 }
 _SKIPPED = {"extra"}
 # Short or paper-style names accepted besides the field names.

@@ -17,6 +17,14 @@ def normalized_cross_correlation(a: torch.Tensor, b: torch.Tensor, eps: float = 
     return covariance / torch.sqrt(variance)
 
 
+def local_normalized_cross_correlation(a: torch.Tensor, b: torch.Tensor, group: int) -> torch.Tensor:
+    """Mean of the NCCs of consecutive groups of ``group`` points (``a``, ``b``: (M * group,)): a local NCC when
+    each group lies in a small neighbourhood. Groups without contrast (constant values) count as 0."""
+    a_groups = a.reshape(-1, group).t()
+    b_groups = b.reshape(-1, group).t()
+    return normalized_cross_correlation(a_groups, b_groups).mean()
+
+
 def symmetric_jacobian_penalty(determinant: torch.Tensor, tau: float = 10.0, eps: float = 1e-6) -> torch.Tensor:
     """Point-wise ``min{(det - 1)^2 / |det|, tau}`` (van Harten et al.), shape of ``determinant``.
 
@@ -30,16 +38,19 @@ def symmetric_jacobian_penalty(determinant: torch.Tensor, tau: float = 10.0, eps
 def registration_loss(fixed_image: torch.Tensor, moving_image: torch.Tensor,
                       fixed_sdf: torch.Tensor | None, moving_sdf: torch.Tensor | None,
                       determinant: torch.Tensor | None, alpha: float, regularization_weight: float,
-                      tau: float) -> dict[str, torch.Tensor]:
+                      tau: float, local_group: int = 0) -> dict[str, torch.Tensor]:
     """The paper's Eq. (4): ``(1 - alpha) (-NCC(image)) + alpha (-NCC(SDF)) + lambda mean(L_sjac)``.
 
     Returns the total under ``"loss"`` and its parts (``"image_ncc"``, ``"sdf_ncc"``, ``"jacobian"``).
     ``alpha`` must be 0 when no SDF is given; the Jacobian term is skipped when ``determinant`` is None.
+    ``local_group`` > 0: the image NCC is the mean over consecutive groups of that many points (local NCC); the SDF
+    term stays global.
     """
     terms: dict[str, torch.Tensor] = {}
     total = torch.zeros((), dtype=fixed_image.dtype, device=fixed_image.device)
     if alpha < 1.0:
-        terms["image_ncc"] = normalized_cross_correlation(fixed_image, moving_image)
+        terms["image_ncc"] = (local_normalized_cross_correlation(fixed_image, moving_image, local_group)
+                              if local_group else normalized_cross_correlation(fixed_image, moving_image))
         total = total - (1.0 - alpha) * terms["image_ncc"]
     if alpha > 0.0:
         if fixed_sdf is None or moving_sdf is None:

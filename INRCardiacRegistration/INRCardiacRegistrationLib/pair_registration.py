@@ -155,7 +155,14 @@ def register_pair(
     for iteration in range(1, config.iterations + 1):
         if is_cancelled(cancel):
             raise RegistrationCancelled(f"registration cancelled at iteration {iteration - 1}")
-        x_mm = points.sample(config.points, generator)
+        if config.local_ncc_mm > 0:  # cubes of local_ncc_points points around random mask points
+            group = config.local_ncc_points
+            centres = points.sample(config.points // group, generator)
+            offsets = (torch.rand((centres.shape[0], group, 3), generator=generator, device=device) - 0.5)
+            x_mm = (centres[:, None, :] + config.local_ncc_mm * offsets).reshape(-1, 3)
+        else:
+            group = 0
+            x_mm = points.sample(config.points, generator)
         x_n = coordinates.to_normalized(x_mm)
         determinant = None
         if not use_jacobian:
@@ -176,7 +183,7 @@ def register_pair(
         terms = registration_loss(
             fixed_values[:, 0], moving_values[:, 0],
             fixed_values[:, 1] if alpha > 0 else None, moving_values[:, 1] if alpha > 0 else None,
-            determinant, alpha, config.regularization_weight, config.tau,
+            determinant, alpha, config.regularization_weight, config.tau, local_group=group,
         )
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()

@@ -40,6 +40,8 @@ class RegistrationConfig:
     myocardium_margin_mm: float = 10.0  # sampling margin around the myocardium when no heart mask exists
     coordinate_margin: float = 1.05   # normalised box = margin * half the longest side of the mask box
     progress_every: int = 10          # iterations between progress callbacks
+    local_ncc_mm: float = 0.0         # 0: global NCC over all points (paper); > 0: image NCC in cubes of this edge
+    local_ncc_points: int = 16        # points per cube when local_ncc_mm > 0 (points // this cubes per iteration)
     extra: dict = field(default_factory=dict, compare=False)  # free-form notes carried into run.json
 
     def __post_init__(self) -> None:
@@ -81,6 +83,9 @@ class RegistrationConfig:
              "myocardium_margin_mm", ">= 0")
         need(math.isfinite(self.coordinate_margin) and self.coordinate_margin >= 1.0, "coordinate_margin",
              ">= 1")
+        need(math.isfinite(self.local_ncc_mm) and self.local_ncc_mm >= 0, "local_ncc_mm", ">= 0 (0 = global NCC)")
+        need(isinstance(self.local_ncc_points, int) and 4 <= self.local_ncc_points <= self.points, "local_ncc_points",
+             "an integer in [4, points]")
         need(isinstance(self.progress_every, int) and self.progress_every >= 1, "progress_every",
              "an integer >= 1")
 
