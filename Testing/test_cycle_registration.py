@@ -323,3 +323,17 @@ def test_resume_without_image_keeps_the_run_settings(finished_run):
     assert main(["register", "--out", out, "--resume", "--quiet", "--labels", "x.nii.gz"]) == 2
     assert main(["register", "--out", out, "--resume", "--quiet", "--no-report", "--device", "cpu"]) == 0
     assert finished_run.read_run_info()["status"] == "finished"
+
+
+def test_a_run_from_before_a_new_config_field_still_resumes(finished_run, tmp_path):
+    """run.json written before ``local_ncc_mm`` existed: the run used the field's default, so resume accepts it."""
+    import json
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(finished_run.root, old)
+    info = json.loads((old / "run.json").read_text())
+    for name in ("local_ncc_mm", "local_ncc_points"):
+        del info["config"][name]
+    (old / "run.json").write_text(json.dumps(info))
+    assert main(["register", "--out", str(old), "--resume", "--quiet", "--no-report", "--device", "cpu"]) == 0

@@ -234,7 +234,10 @@ class _CycleRun:
             if not resume:
                 raise ValueError(f"{self.run.root} already holds a run (run.json): use --resume to continue it, "
                                  "or another output folder")
-            differences = _resume_differences({key: previous.get(key, {}) for key in wanted}, wanted)
+            stored = {key: previous.get(key, {}) for key in wanted}
+            # a run started before a configuration field existed ran with that field's default
+            stored["config"] = RegistrationConfig.from_dict(stored["config"]).to_dict()
+            differences = _resume_differences(stored, wanted)
             if differences:
                 raise ValueError(f"cannot resume {self.run.root}: it was started with other settings ("
                                  + "; ".join(differences[:3]) + (" ..." if len(differences) > 3 else "") + ")")
