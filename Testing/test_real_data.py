@@ -79,3 +79,42 @@ def test_acdc_ed_to_es_improves_the_myocardium_overlap():
     after = dice(propagated, truth)
     print(f"ACDC patient001 ED->ES myocardium Dice: {before:.3f} without registration, {after:.3f} registered")
     assert after >= before + MARGIN
+
+
+CT = DATA / "ct" / "heart_ct_crop.nii.gz"
+
+
+@pytest.mark.skipif(not CT.is_file(), reason=f"{CT} is absent (project data, not in a user's clone)")
+def test_phantom_with_real_ct_texture_moves_the_texture_with_the_known_motion(tmp_path):
+    """Frame 0 is the real CT (re-centred) on the phantom grid; in frame t the texture sits where the ground-truth
+    motion carries it: frame_t(phi_t(p)) = frame_0(p) up to interpolation, far better than frame_t(p)."""
+    from INRCardiacRegistrationLib.phantom import (
+        PhantomConfig,
+        _sample_texture_ct,
+        generate_phantom,
+        ground_truth_map,
+        load_phantom,
+    )
+    from scipy import ndimage
+
+    config = PhantomConfig(frames=4, spacing_mm=(2.5, 2.5, 2.5), noise_hu=0.0, blur_mm=0.0, texture_ct=str(CT))
+    phantom = load_phantom(generate_phantom(tmp_path / "p", config))
+    assert phantom.config.texture_ct == str(CT.resolve())
+    reference = phantom.images[0]
+    grid_points = reference.geometry.index_to_physical(np.argwhere(np.ones(reference.array.shape))[:, ::-1])
+    expected = np.rint(_sample_texture_ct(str(CT.resolve()), grid_points)).reshape(reference.array.shape)
+    assert np.array_equal(reference.array, np.clip(expected, -1024, 3071))
+
+    def at(volume, points):
+        ijk = volume.geometry.physical_to_index(points)
+        return ndimage.map_coordinates(volume.array.astype(float), ijk[:, ::-1].T, order=1)
+
+    heart = np.argwhere(phantom.labels[0].array > 0)[:, ::-1]
+    points = reference.geometry.index_to_physical(heart[np.random.default_rng(0).choice(len(heart), 3000)])
+    frame = 2
+    moved = ground_truth_map(points, frame, phantom.config)
+    assert np.linalg.norm(moved - points, axis=1).mean() > 2.0  # the motion is real
+    followed = np.abs(at(phantom.images[frame], moved) - at(reference, points)).mean()
+    static = np.abs(at(phantom.images[frame], points) - at(reference, points)).mean()
+    print(f"mean |HU| difference: {followed:.1f} following the motion, {static:.1f} without")
+    assert followed < 0.5 * static

@@ -185,6 +185,11 @@ class PhantomConfig:
     ES is frame ``round(es_fraction * frames)``. ``noise_hu`` is the Gaussian noise standard deviation;
     ``blur_mm`` the Gaussian reconstruction-kernel sigma. ``gt_spacing_mm`` samples the ground-truth
     fields on a coarser grid over the same field of view (default: the image grid).
+
+    ``texture_ct``: path of a real 3D CT (HU) used as the reference frame's intensities instead of the synthetic
+    rendering, moved to the centre of the field of view (its grid centre on ``HEART_CENTRE_LPS``) and deformed
+    with the same motion, so the ground truth stays exact. The labels and landmarks stay those of the phantom's
+    anatomy (they do not follow the real CT's anatomy): score such runs by the dense error and landmark TRE.
     """
 
     frames: int = 20
@@ -200,6 +205,7 @@ class PhantomConfig:
     torsion_deg: float = 12.0
     translation_mm: tuple[float, float, float] = (1.0, -1.0, -1.5)
     gt_spacing_mm: tuple[float, float, float] | None = None
+    texture_ct: str | None = None
 
     def __post_init__(self) -> None:
         def check(name: str, ok: bool, value: object, expectation: str) -> None:
@@ -250,6 +256,10 @@ class PhantomConfig:
             raise ValueError(f"PhantomConfig: es_fraction {self.es_fraction} with {self.frames} frames puts "
                              f"ES at frame {self.es_frame}; it must be in [1, {self.frames - 1}]")
         _cavity_core_scale_squared(self.ejection_fraction, self.longitudinal_shortening)  # validates
+        if self.texture_ct is not None:
+            path = Path(self.texture_ct)
+            check("texture_ct", path.is_file(), self.texture_ct, "an existing CT image file")
+            set_("texture_ct", str(path.resolve()))
 
     # --- derived ---------------------------------------------------------------------------------------
     @classmethod
@@ -982,6 +992,24 @@ def _slab_points(geometry: Geometry, k_start: int, k_stop: int) -> np.ndarray:
     return geometry.index_to_physical(np.stack([i, j, k], axis=-1).reshape(-1, 3))
 
 
+@functools.lru_cache(maxsize=2)
+def _texture_ct(path: str) -> Volume:
+    """The real CT of ``PhantomConfig.texture_ct``, translated so that its grid centre is ``HEART_CENTRE_LPS``."""
+    volume = Volume.read(path, name=f"texture CT {Path(path).name}")
+    geometry = volume.geometry
+    centre = geometry.index_to_physical(((np.asarray(geometry.size, dtype=float) - 1.0) / 2.0)[None])[0]
+    origin = np.asarray(geometry.origin) + np.asarray(HEART_CENTRE_LPS) - centre
+    return Volume(volume.array.astype(np.float32), Geometry(geometry.size, geometry.spacing, tuple(origin),
+                                                            geometry.direction), volume.name)
+
+
+def _sample_texture_ct(path: str, points_lps: np.ndarray) -> np.ndarray:
+    """HU of the texture CT at physical points (linear; air, -1000 HU, outside its grid)."""
+    volume = _texture_ct(path)
+    ijk = volume.geometry.physical_to_index(points_lps)
+    return ndimage.map_coordinates(volume.array, ijk[:, ::-1].T, order=1, mode="constant", cval=-1000.0)
+
+
 def _texture_for(config: PhantomConfig) -> _Texture:
     extent = tuple(float(n * s) for n, s in zip(config.grid_size, config.spacing_mm, strict=True))
     return _texture(config.seed, extent)
@@ -1001,6 +1029,8 @@ def _render_frame(config: PhantomConfig, frame: int,
         stop = min(shape[0], k + slices)
         x = inverse_ground_truth_map(_slab_points(geometry, k, stop), frame, config)
         slab_hu, slab_labels = _render_reference(x, texture, ramp)
+        if config.texture_ct is not None:
+            slab_hu = _sample_texture_ct(config.texture_ct, x)
         hu[k:stop] = slab_hu.reshape(-1, shape[1], shape[2])
         labels[k:stop] = slab_labels.reshape(-1, shape[1], shape[2])
     if config.blur_mm > 0:

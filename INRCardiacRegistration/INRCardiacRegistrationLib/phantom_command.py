@@ -53,6 +53,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--verify", action="store_true",
                         help="measure the phantom from its files afterwards (EF, myocardial volume, torsion, "
                              "shortening, Dice of the pushed ED myocardium, landmark and transform errors)")
+    parser.add_argument("--texture-ct", metavar="CT", default=None,
+                        help="a real 3D CT (HU) to use as the reference frame's intensities, deformed with the "
+                             "phantom's motion (labels and landmarks stay the phantom's anatomy)")
     parser.add_argument("--quiet", action="store_true", help="print only the manifest path")
     return parser
 
@@ -60,7 +63,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def config_from_args(args: argparse.Namespace) -> PhantomConfig:
     """The :class:`PhantomConfig` the command line asks for (ValueError names a bad option)."""
     settings: dict = {}
-    for option, name in (("frames", "frames"), ("seed", "seed"), ("noise", "noise_hu"),
+    for option, name in (("frames", "frames"), ("seed", "seed"), ("noise", "noise_hu"), ("texture_ct", "texture_ct"),
                          ("ejection_fraction", "ejection_fraction"),
                          ("shortening", "longitudinal_shortening"), ("torsion", "torsion_deg")):
         value = getattr(args, option)
