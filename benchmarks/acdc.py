@@ -94,7 +94,8 @@ def _mean_sd(values: list[float]) -> str:
 def table(rows: list[dict], alphas: list[float]) -> str:
     methods = [("none", "no registration"), ("elastix", "elastix B-spline")] + [
         (f"alpha{a:g}", f"ours, alpha {a:g}") for a in alphas]
-    head = "| patient | ES frame | " + " | ".join(f"{title}: Dice / HD95 mm / s" for _, title in methods) + " |"
+    head = "| patient | ES frame | " + " | ".join(
+        f"{title}: Dice / HD95 mm" + ("" if key == "none" else " / s") for key, title in methods) + " |"
     lines = [head, "|" + "---|" * (2 + len(methods))]
     for row in rows:
         cells = []
