@@ -11,6 +11,7 @@ import enum
 import logging
 import os
 import pathlib
+import shlex
 import shutil
 from typing import Annotated
 
@@ -549,7 +550,7 @@ class INRCardiacRegistrationLogic(ScriptedLoadableModuleLogic):
         return self.process(p.ctSequence, segmentations=segmentations, myocardiumSegment=p.myocardiumSegment,
                             heartSegments=heart, landmarks=p.landmarks, annotatedLandmarks=p.annotatedLandmarks,
                             referenceFrame=p.referenceFrame, mode=p.mode.value, alpha=p.alpha, preset=p.preset.value,
-                            device=p.device.value, parameters=parameters, extraOptions=p.extraOptions.split(),
+                            device=p.device.value, parameters=parameters, extraOptions=shlex.split(p.extraOptions),
                             outputDirectory=p.outputDirectory, runName=p.runName or None,
                             waitForCompletion=waitForCompletion)
 
