@@ -64,8 +64,13 @@ def register(patient: Path, meta: dict, run_dir: Path, alpha: float, preset: str
     return time.perf_counter() - started
 
 
-def evaluate_patient(patient: Path, out: Path, alphas: list[float], preset: str, device: str,
-                     options: list[str]) -> dict:
+def run_name(patient: str, alpha: float, options: str) -> str:
+    """``patient001_alpha0_omega20_local-ncc-mm20``: the run folder of one setting."""
+    slug = "".join(c for c in options.replace("--", "_").replace(" ", "") if c.isalnum() or c in "_-.")
+    return f"{patient}_alpha{alpha:g}{slug}"
+
+
+def evaluate_patient(patient: Path, out: Path, settings: list[tuple[float, str]], preset: str, device: str) -> dict:
     meta = json.loads((patient / "meta.json").read_text())
     ed, es = meta["ed_index"], meta["es_index"]
     frames = read_4d_frames(patient / "cine_4d.nii.gz")
@@ -76,9 +81,9 @@ def evaluate_patient(patient: Path, out: Path, alphas: list[float], preset: str,
     row["none"] = score(np.asarray(ed_labels.array) == MYOCARDIUM, truth, geometry)
     warped, seconds = elastix_propagation(frames[es], frames[ed], ed_labels)
     row["elastix"] = (*score(warped == MYOCARDIUM, truth, geometry), seconds)
-    for alpha in alphas:
-        run_dir = out / f"{patient.name}_alpha{alpha:g}"
-        seconds = register(patient, meta, run_dir, alpha, preset, device, options)
+    for alpha, options in settings:
+        run_dir = out / run_name(patient.name, alpha, options)
+        seconds = register(patient, meta, run_dir, alpha, preset, device, options.split())
         run = RunFolder(run_dir)
         propagated = np.asarray(Volume.read(run.label_path(es)).array) > 0
         pair_seconds = run.read_frame_record(es).seconds
@@ -91,9 +96,9 @@ def _mean_sd(values: list[float]) -> str:
     return f"{values.mean():.3f} +- {values.std(ddof=1) if len(values) > 1 else 0.0:.3f}"
 
 
-def table(rows: list[dict], alphas: list[float]) -> str:
+def table(rows: list[dict], settings: list[tuple[float, str]]) -> str:
     methods = [("none", "no registration"), ("elastix", "elastix B-spline")] + [
-        (f"alpha{a:g}", f"ours, alpha {a:g}") for a in alphas]
+        (f"alpha{a:g}", f"ours, alpha {a:g} ({f'`{o}`' if o else 'preset only'})") for a, o in settings]
     head = "| patient | ES frame | " + " | ".join(
         f"{title}: Dice / HD95 mm" + ("" if key == "none" else " / s") for key, title in methods) + " |"
     lines = [head, "|" + "---|" * (2 + len(methods))]
@@ -125,7 +130,9 @@ def main() -> int:
     parser.add_argument("--preset", default="fast", choices=("fast", "paper"))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--options", default=MRI_OPTIONS,
-                        help=f"further register options for our runs (default: {MRI_OPTIONS!r}; '' for none)")
+                        help=f"further register options for the alpha-0 runs (default: {MRI_OPTIONS!r}; '' for none)")
+    parser.add_argument("--labelled-options", default="",
+                        help="further register options for the runs with alpha > 0 (default: none, see the docs)")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "acdc")
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
@@ -135,16 +142,17 @@ def main() -> int:
     if args.patients:
         patients = [p for p in patients if p.name in args.patients]
     device = resolve_device(args.device)
+    settings = [(alpha, args.options if alpha == 0 else args.labelled_options) for alpha in args.alphas]
     rows = []
     for patient in patients:
         print(f"{patient.name} ...", file=sys.stderr, flush=True)
-        rows.append(evaluate_patient(patient, args.out, args.alphas, args.preset, device.type, args.options.split()))
-        print(table(rows[-1:], args.alphas).splitlines()[2], file=sys.stderr, flush=True)
-    text = table(rows, args.alphas)
+        rows.append(evaluate_patient(patient, args.out, settings, args.preset, device.type))
+        print(table(rows[-1:], settings).splitlines()[2], file=sys.stderr, flush=True)
+    text = table(rows, settings)
     print(text)
     if args.write_docs:
         command = f"python benchmarks/acdc.py --preset {args.preset} --device {args.device} --write-docs"
-        body = (f"Machine: {machine_description(device)}. Preset `{args.preset}` with `{args.options}`, "
+        body = (f"Machine: {machine_description(device)}. Preset `{args.preset}`, "
                 f"non-sequential from ED, device {device.type}. Dice and HD95 of the ED LV myocardium propagated to "
                 f"ES against the expert ES label; ours: s = whole cycle (ED->ES pair in brackets).\n\n"
                 f"    {command}\n\n{text}\n\n{MRI_NOTE}\n")
