@@ -132,7 +132,7 @@ def read_frame_sequence(path: str | Path, reference_frame: int = 0, name: str = 
             raise ValueError(f"{what} cannot be resampled onto the reference grid: it covers only {overlap:.0%} of "
                              f"the reference frame's box; {grids}")
         default = float(np.min(array)) if array.size else 0.0
-        frames.append(Volume(_resample(array, frame.geometry, reference, sitk.sitkLinear, default), reference,
+        frames.append(Volume(Volume(array, frame.geometry).resampled(reference, sitk.sitkLinear, default), reference,
                              f"{name} frame {t}"))
         resampled.append(t)
         messages.append(f"{what} lies on another grid than the reference frame; resampled it (linear) onto the "
@@ -432,7 +432,7 @@ def _label_volume(frame: _RawFrame, t: int, source: str, sequence: FrameSequence
                          f"grid {_grid_text(original, frame.geometry)}")
     reference = sequence.geometry
     if t in sequence.resampled:
-        array = _resample(array, frame.geometry, reference, sitk.sitkNearestNeighbor, 0.0)
+        array = Volume(array, frame.geometry).resampled(reference, sitk.sitkNearestNeighbor)
     return Volume(array, reference, f"{name} frame {t}")
 
 
@@ -536,19 +536,6 @@ def _intensity_array(array: np.ndarray, what: str) -> np.ndarray:
     if np.issubdtype(array.dtype, np.floating):
         return array.astype(np.float32, copy=False)
     raise ValueError(f"{what}: unsupported pixel type {array.dtype}")
-
-
-def _resample(array: np.ndarray, source: Geometry, target: Geometry, interpolator: int, default: float) -> np.ndarray:
-    """``array`` on ``source`` resampled onto ``target`` (identity transform); integer arrays keep their dtype."""
-    integer = np.issubdtype(array.dtype, np.integer)
-    linear_integer = integer and interpolator != sitk.sitkNearestNeighbor
-    image = Volume(array.astype(np.float32) if linear_integer else array, source).to_sitk()
-    result = sitk.GetArrayFromImage(sitk.Resample(image, target.reference_image(image.GetPixelID()), sitk.Transform(),
-                                                  interpolator, default, image.GetPixelID()))
-    if linear_integer:
-        info = np.iinfo(array.dtype)
-        result = np.clip(np.rint(result), info.min, info.max).astype(array.dtype)
-    return result
 
 
 def _overlap_fraction(reference: Geometry, other: Geometry, samples: int = 24) -> float:

@@ -451,9 +451,7 @@ def _on_grid(label: Volume, image: Volume) -> np.ndarray:
     if label.geometry.matches(image.geometry):
         return np.asarray(label.array)
     mask = label.with_array((np.asarray(label.array) != 0).astype(np.uint8))
-    resampled = sitk.Resample(mask.to_sitk(), image.geometry.reference_image(sitk.sitkUInt8), sitk.Transform(),
-                              sitk.sitkNearestNeighbor, 0.0, sitk.sitkUInt8)
-    return sitk.GetArrayFromImage(resampled)
+    return mask.resampled(image.geometry, sitk.sitkNearestNeighbor)
 
 
 def _window(array: np.ndarray) -> tuple[float, float]:

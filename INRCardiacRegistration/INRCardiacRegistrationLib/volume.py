@@ -91,3 +91,17 @@ class Volume:
     def with_array(self, array: np.ndarray, name: str | None = None) -> Volume:
         """A new volume with the same geometry and another array."""
         return Volume(array, self.geometry, name or self.name)
+
+    def resampled(self, target: Geometry, interpolator: int = sitk.sitkLinear, default: float = 0.0) -> np.ndarray:
+        """This volume's array resampled onto ``target`` (identity transform; physical LPS positions kept);
+        integer arrays keep their dtype (rounded after linear interpolation)."""
+        array = np.asarray(self.array)
+        integer = np.issubdtype(array.dtype, np.integer)
+        linear_integer = integer and interpolator != sitk.sitkNearestNeighbor
+        image = Volume(array.astype(np.float32) if linear_integer else array, self.geometry).to_sitk()
+        result = sitk.GetArrayFromImage(sitk.Resample(image, target.reference_image(image.GetPixelID()),
+                                                      sitk.Transform(), interpolator, default, image.GetPixelID()))
+        if linear_integer:
+            info = np.iinfo(array.dtype)
+            result = np.clip(np.rint(result), info.min, info.max).astype(array.dtype)
+        return result
