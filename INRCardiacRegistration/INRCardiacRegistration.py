@@ -473,6 +473,11 @@ class INRCardiacRegistrationLogic(ScriptedLoadableModuleLogic):
         return candidate
 
     @staticmethod
+    def workerBaseEnvironment():
+        """The environment Slicer was started with (not the launcher's), for worker processes."""
+        return slicer.util.startupEnvironment() if hasattr(slicer.util, "startupEnvironment") else None
+
+    @staticmethod
     def defaultOutputDirectory():
         return pathlib.Path(slicer.app.cachePath) / "INRCardiacRegistration"
 
@@ -516,9 +521,8 @@ class INRCardiacRegistrationLogic(ScriptedLoadableModuleLogic):
         safeName = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
         root = pathlib.Path(outputDirectory) if outputDirectory and str(outputDirectory) not in ("", ".") \
             else self.defaultOutputDirectory()
-        env = slicer.util.startupEnvironment() if hasattr(slicer.util, "startupEnvironment") else None
-        run = SceneRegistration(root / safeName, scene=slicer.mrmlScene, python=self.pythonExecutable(), env=env,
-                                name=name)
+        run = SceneRegistration(root / safeName, scene=slicer.mrmlScene, python=self.pythonExecutable(),
+                                env=self.workerBaseEnvironment(), name=name)
         run.start(ctSequence, segmentations=segmentations, myocardium_segment=myocardiumSegment if segmentations
                   else "", heart_segments=list(heartSegments or []), landmarks=landmarks,
                   annotated_landmarks=annotatedLandmarks, options=options)
@@ -535,12 +539,10 @@ class INRCardiacRegistrationLogic(ScriptedLoadableModuleLogic):
         """:meth:`process` with the choices of the parameter node ``p`` (what the Register button does)."""
         if p.myocardiumSource == MyocardiumSource.ReferenceSegmentation:
             segmentations = p.referenceSegmentation
-        elif p.myocardiumSource in (MyocardiumSource.SegmentationSequence, MyocardiumSource.TotalSegmentator):
+        else:  # a segmentation sequence, given or made by TotalSegmentator
             segmentations = p.segmentationSequence
             if segmentations is None and p.myocardiumSource == MyocardiumSource.TotalSegmentator:
                 raise ValueError(_("Press 'Segment all frames with TotalSegmentator' first."))
-        else:
-            segmentations = None
         parameters = {}
         if p.overridePreset:
             parameters = {"iterations": p.iterations, "warm_start_iterations": p.warmStartIterations,
@@ -582,8 +584,7 @@ class INRCardiacRegistrationLogic(ScriptedLoadableModuleLogic):
         folder = pathlib.Path(outputDirectory or pathlib.Path(slicer.app.cachePath) / "INRCardiacPhantom" /
                               f"{frames}f-{spacingMm:g}mm")
         if not (folder / "manifest.json").exists():
-            env = worker_environment(slicer.util.startupEnvironment() if hasattr(slicer.util, "startupEnvironment")
-                                     else None)
+            env = worker_environment(self.workerBaseEnvironment())
             with slicer.util.WaitCursor():
                 slicer.util.showStatusMessage(_("Generating the phantom (about a minute)..."))
                 subprocess.run([self.pythonExecutable(), "-m", "INRCardiacRegistrationLib.cli", "phantom", str(folder),

@@ -14,7 +14,12 @@ import SimpleITK as sitk
 
 slicer = pytest.importorskip("slicer", reason="the slicer-core wheel is not installed (pip install slicer-core)")
 
-from INRCardiacRegistrationLib.mrml_bridge import export_inputs, load_cycle_files, volume_node  # noqa: E402
+from INRCardiacRegistrationLib.mrml_bridge import (  # noqa: E402
+    export_inputs,
+    import_segment,
+    load_cycle_files,
+    volume_node,
+)
 from INRCardiacRegistrationLib.totalsegmentator_frames import license_number, segment_frames  # noqa: E402
 from mrml_scene import new_scene  # noqa: E402
 
@@ -39,9 +44,7 @@ class StandInTotalSegmentatorLogic:
                   "total": [("heart", labels.array > 0)]}[task]
         for name, mask in wanted:
             node = volume_node(self.scene, labels.with_array(mask.astype(np.uint8)), name, "vtkMRMLLabelMapVolumeNode")
-            before = outputSegmentation.GetSegmentation().GetNumberOfSegments()
-            slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(node, outputSegmentation)
-            outputSegmentation.GetSegmentation().GetNthSegment(before).SetName(name)
+            import_segment(outputSegmentation, node, name, f"frame {frame}")
             self.scene.RemoveNode(node)
 
 

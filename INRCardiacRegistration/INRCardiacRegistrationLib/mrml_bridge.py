@@ -98,6 +98,17 @@ def _index_values(browser, frames: int) -> tuple[list[str], str, str, bool]:
     return values, master.GetIndexName(), master.GetIndexUnit(), master.GetIndexType() == master.NumericIndex
 
 
+def import_segment(segmentation, labelmap, segment_name: str, source: str) -> None:
+    """Add the non-zero voxels of ``labelmap`` (a label map volume node) to ``segmentation`` as one segment named
+    ``segment_name``; ValueError naming ``source`` when Slicer cannot import it or it holds no voxel."""
+    before = segmentation.GetSegmentation().GetNumberOfSegments()
+    if not slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(labelmap, segmentation):
+        raise ValueError(f"Slicer could not import {source} as a segmentation")
+    if segmentation.GetSegmentation().GetNumberOfSegments() == before:
+        raise ValueError(f"{source} holds no voxel of {segment_name}")
+    segmentation.GetSegmentation().GetNthSegment(before).SetName(segment_name)
+
+
 def _add_frame(scene, nodes: RunNodes, run: RunFolder, frame: int, value: str) -> None:
     transform = scene.AddNewNodeByClass("vtkMRMLGridTransformNode", f"phi frame {frame}")
     _storage_io(scene, transform, slicer.vtkMRMLTransformStorageNode, run.transform_path(frame))
@@ -110,9 +121,7 @@ def _add_frame(scene, nodes: RunNodes, run: RunFolder, frame: int, value: str) -
     labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", f"myocardium frame {frame}")
     _storage_io(scene, labelmap, slicer.vtkMRMLVolumeArchetypeStorageNode, run.label_path(frame))
     segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"myocardium frame {frame}")
-    if not slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(labelmap, segmentation):
-        raise ValueError(f"Slicer could not import {run.label_path(frame)} as a segmentation")
-    segmentation.GetSegmentation().GetNthSegment(0).SetName("LV myocardium")
+    import_segment(segmentation, labelmap, "LV myocardium", str(run.label_path(frame)))
     nodes.segmentations.SetDataNodeAtValue(segmentation, value)
     scene.RemoveNode(segmentation)
     scene.RemoveNode(labelmap)
@@ -424,19 +433,16 @@ def load_cycle_files(image: str | Path, labels: str | Path | None = None, label_
         by_frame = read_frame_labels(str(labels), sequence)
         names = label_names or {1: "LV myocardium"}
         nodes.segmentations = _new_sequence(scene, f"{name} segmentation", "frame", "", True)
-        segmentations_logic = slicer.modules.segmentations.logic()
         for t, label_volume in sorted(by_frame.items()):
             segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{name} segmentation frame {t}")
             for value, segment_name in names.items():
                 mask = label_volume.with_array((np.asarray(label_volume.array) == value).astype(np.uint8))
                 labelmap = volume_node(scene, mask, segment_name, "vtkMRMLLabelMapVolumeNode")
-                before = segmentation.GetSegmentation().GetNumberOfSegments()
-                if not segmentations_logic.ImportLabelmapToSegmentationNode(labelmap, segmentation):
-                    raise ValueError(f"Slicer could not import label {value} of frame {t}")
-                scene.RemoveNode(labelmap)
-                if segmentation.GetSegmentation().GetNumberOfSegments() == before:
-                    raise ValueError(f"label value {value} ({segment_name}) does not occur in frame {t} of {labels}")
-                segmentation.GetSegmentation().GetNthSegment(before).SetName(segment_name)
+                try:
+                    import_segment(segmentation, labelmap, segment_name,
+                                   f"label value {value} of frame {t} of {labels}")
+                finally:
+                    scene.RemoveNode(labelmap)
             nodes.segmentations.SetDataNodeAtValue(segmentation, str(t))
             scene.RemoveNode(segmentation)
         browser.AddSynchronizedSequenceNodeID(nodes.segmentations.GetID())
