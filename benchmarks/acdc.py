@@ -26,13 +26,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 from baselines import MRI_NOTE, MRI_OPTIONS, elastix_propagation, score
-from benchmark_report import machine_description, update_section
-from INRCardiacRegistrationLib.cli import main as cli_main
+from benchmark_report import machine_description, register_or_reuse, update_section
 from INRCardiacRegistrationLib.devices import resolve_device
 from INRCardiacRegistrationLib.frame_sequence_io import read_4d_frames
 from INRCardiacRegistrationLib.run_folder import RunFolder
@@ -53,15 +51,7 @@ def register(patient: Path, meta: dict, run_dir: Path, alpha: float, preset: str
             "--labels", *labels, "--myocardium-label", str(MYOCARDIUM), "--heart-label", *map(str, HEART),
             "--mode", "non-sequential", "--alpha", str(alpha), "--preset", preset, "--device", device, "--quiet",
             "--no-report", *options]
-    run = RunFolder(run_dir)
-    if run.exists() and run.read_run_info().get("status") == "finished":
-        return float(run.read_run_info().get("seconds", float("nan")))
-    if run.exists():
-        argv.append("--resume")
-    started = time.perf_counter()
-    if cli_main(argv) != 0:
-        raise SystemExit(f"register failed for {run_dir}")
-    return time.perf_counter() - started
+    return register_or_reuse(argv, run_dir)
 
 
 def run_name(patient: str, alpha: float, options: str) -> str:

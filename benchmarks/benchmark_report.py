@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import platform
 import re
+import time
 from pathlib import Path
 
 import torch
+from INRCardiacRegistrationLib.cli import main as cli_main
+from INRCardiacRegistrationLib.run_folder import RunFolder
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 HEADER = "# Benchmarks\n\nEvery section is written by the script it names; re-run the command to refresh it.\n"
@@ -28,6 +31,19 @@ def machine_description(device: torch.device) -> str:
             pass
         what = f"{model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
     return f"{what}; torch {torch.__version__}"
+
+
+def register_or_reuse(argv: list[str], run_dir: Path) -> float:
+    """Run ``inr-cardiac`` with ``argv`` (a ``register ... --out run_dir`` command line) unless ``run_dir`` holds a
+    finished run; an unfinished one is resumed. Returns the run's seconds: measured now, or the ones its
+    ``run.json`` stored when it is reused."""
+    run = RunFolder(run_dir)
+    if run.exists() and run.read_run_info().get("status") == "finished":
+        return float(run.read_run_info().get("seconds", float("nan")))
+    started = time.perf_counter()
+    if cli_main([*argv, "--resume"] if run.exists() else argv) != 0:
+        raise SystemExit(f"register failed for {run_dir}")
+    return time.perf_counter() - started
 
 
 def update_section(title: str, body: str, path: Path = DOCS) -> Path:

@@ -21,8 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchmark_report import machine_description, update_section
-from INRCardiacRegistrationLib.cli import main as cli_main
+from benchmark_report import machine_description, register_or_reuse, update_section
 from INRCardiacRegistrationLib.devices import resolve_device
 from INRCardiacRegistrationLib.phantom import PhantomConfig, generate_phantom, load_phantom
 from INRCardiacRegistrationLib.phantom_evaluation import evaluate_run_on_phantom
@@ -45,12 +44,7 @@ def register(phantom_dir: Path, run_dir: Path, mode: str, alpha: float, preset: 
         if info.get("cycle", {}).get("preset") != preset:
             raise SystemExit(f"{run_dir} was made with the preset {info.get('cycle', {}).get('preset')!r}, not "
                              f"{preset!r}: delete it (or use another --out) to measure again")
-        if info.get("status") == "finished":
-            return
-        argv.append("--resume")
-    code = cli_main(argv)
-    if code != 0:
-        raise SystemExit(f"register failed for {run_dir} (exit code {code})")
+    register_or_reuse(argv, run_dir)
 
 
 def negative_jacobian_mean(run: RunFolder, reference: int) -> float:

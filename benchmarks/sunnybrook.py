@@ -17,14 +17,12 @@ elsewhere). The ED cavity propagated to ES is scored (Dice, HD95) on the slices 
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 from baselines import MRI_OPTIONS, elastix_propagation, score
-from benchmark_report import machine_description, update_section
-from INRCardiacRegistrationLib.cli import main as cli_main
+from benchmark_report import machine_description, register_or_reuse, update_section
 from INRCardiacRegistrationLib.devices import resolve_device
 from INRCardiacRegistrationLib.frame_sequence_io import FrameSequence, read_frame_sequence
 from INRCardiacRegistrationLib.run_folder import RunFolder
@@ -117,16 +115,10 @@ def main() -> int:
     device = resolve_device(args.device)
     run_dir = args.out / "run_alpha0"
     run = RunFolder(run_dir)
-    started = time.perf_counter()
-    if not (run.exists() and run.read_run_info().get("status") == "finished"):
-        argv = ["register", str(dicom_dir), "--out", str(run_dir), "--reference-frame", str(ed), "--labels",
-                f"{ed}={ed_path}", "--myocardium-label", str(CAVITY), "--heart-label", "1", "2", "--alpha", "0",
-                "--preset", args.preset, "--device", device.type, "--quiet", "--no-report", *args.options.split()]
-        if run.exists():
-            argv.append("--resume")
-        if cli_main(argv) != 0:
-            raise SystemExit("register failed")
-    seconds = time.perf_counter() - started
+    argv = ["register", str(dicom_dir), "--out", str(run_dir), "--reference-frame", str(ed), "--labels",
+            f"{ed}={ed_path}", "--myocardium-label", str(CAVITY), "--heart-label", "1", "2", "--alpha", "0",
+            "--preset", args.preset, "--device", device.type, "--quiet", "--no-report", *args.options.split()]
+    seconds = register_or_reuse(argv, run_dir)
     propagated = Volume.read(run.label_path(es)).array > 0
     rows["ours"] = (*score(on_scored_slices(propagated), truth, geometry), seconds,
                     run.read_frame_record(es).seconds)
