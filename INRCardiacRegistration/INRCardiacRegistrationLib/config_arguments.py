@@ -47,6 +47,19 @@ _ALIASES = {
 }
 
 
+def option_name(name: str) -> str:
+    """The command-line option of a field or setting: ``learning_rate`` -> ``--learning-rate``."""
+    return "--" + name.replace("_", "-")
+
+
+def _options_argv(preset_name: str, fields: dict) -> list[str]:
+    argv = ["--preset", preset_name]
+    for name, value in fields.items():
+        values = value if isinstance(value, list | tuple) else [value]
+        argv += [option_name(name), *[str(v) for v in values]]
+    return argv
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--preset`` and one option per configuration field (default: keep the preset's value)."""
     group = parser.add_argument_group("registration parameters")
@@ -56,7 +69,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     for field in dataclasses.fields(RegistrationConfig):
         if field.name in _SKIPPED:
             continue
-        option = "--" + field.name.replace("_", "-")
+        option = option_name(field.name)
         value = getattr(defaults, field.name)
         kwargs: dict = {"default": None, "dest": f"config_{field.name}", "metavar": field.name.upper(),
                         "help": f"{_HELP.get(field.name, field.name)} (paper: {value})"}
@@ -84,13 +97,9 @@ def config_from_arguments(args: argparse.Namespace) -> RegistrationConfig:
 def config_argv(args: argparse.Namespace) -> list[str]:
     """The options (``--preset`` and every given field) that reproduce ``args``' configuration on another command
     line built with :func:`add_config_arguments`."""
-    argv = ["--preset", args.preset]
-    for field in dataclasses.fields(RegistrationConfig):
-        value = getattr(args, f"config_{field.name}", None)
-        if value is not None:
-            values = value if isinstance(value, list | tuple) else [value]
-            argv += ["--" + field.name.replace("_", "-"), *[str(v) for v in values]]
-    return argv
+    names = [field.name for field in dataclasses.fields(RegistrationConfig)]
+    given = {name: getattr(args, f"config_{name}", None) for name in names}
+    return _options_argv(args.preset, {name: value for name, value in given.items() if value is not None})
 
 
 def settings_argv(preset_name: str = "paper", **fields) -> list[str]:
@@ -101,8 +110,4 @@ def settings_argv(preset_name: str = "paper", **fields) -> list[str]:
     if unknown:
         raise ValueError(f"unknown registration parameter(s) {unknown}")
     preset(preset_name, **fields)  # validates the values
-    argv = ["--preset", preset_name]
-    for name, value in fields.items():
-        values = value if isinstance(value, list | tuple) else [value]
-        argv += ["--" + name.replace("_", "-"), *[str(v) for v in values]]
-    return argv
+    return _options_argv(preset_name, fields)

@@ -16,7 +16,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-from .config_arguments import add_config_arguments, config_from_arguments
+from .config_arguments import add_config_arguments, config_from_arguments, option_name
 
 EXIT_CANCELLED = 130
 EXIT_FAILED = 1
@@ -104,17 +104,13 @@ _CYCLE_OPTIONS = ("mode", "reference_frame", "field_region", "field_margin_mm")
 _INPUT_OPTIONS = ("labels", "myocardium_label", "heart_label", "landmarks", "landmarks_annotated")
 
 
-def _option(key: str) -> str:
-    return "--" + key.replace("_", "-")
-
-
 def _settings_from_run(args: argparse.Namespace) -> None:
     """``--resume`` without IMAGE: take the inputs and every setting from ``RUN_DIR/run.json``; options given on
     the command line must agree with them (only ``--device`` may change)."""
     from .run_folder import RunFolder
 
     info = RunFolder(args.out).read_run_info()
-    given = [_option(key) for key in _INPUT_OPTIONS if getattr(args, key)]
+    given = [option_name(key) for key in _INPUT_OPTIONS if getattr(args, key)]
     if given:
         raise ValueError(f"--resume without IMAGE takes the inputs from {args.out}/run.json: drop {', '.join(given)} "
                          "or give IMAGE and all inputs again")
@@ -127,10 +123,10 @@ def _settings_from_run(args: argparse.Namespace) -> None:
     for key in _CYCLE_OPTIONS:
         value = getattr(args, key)
         if value is not None and key in cycle and value != cycle[key]:
-            raise ValueError(f"{_option(key)} {value} differs from the run's {cycle[key]!r} ({args.out}/run.json)")
+            raise ValueError(f"{option_name(key)} {value} differs from the run's {cycle[key]!r} ({args.out}/run.json)")
         setattr(args, key, cycle.get(key, value))
     registration = info.get("config") or {}
-    changed = [f"--{name.replace('_', '-')}" for name in registration if name not in ("device", "extra")
+    changed = [option_name(name) for name in registration if name not in ("device", "extra")
                and getattr(args, f"config_{name}", None) is not None
                and getattr(args, f"config_{name}") != registration[name]]
     if changed:
