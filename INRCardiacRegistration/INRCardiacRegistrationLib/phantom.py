@@ -884,13 +884,13 @@ def _thorax(x: np.ndarray, y: np.ndarray, z: np.ndarray, hu: np.ndarray, fine: n
     _mix(hu, HU["liver"] + 8.0 * coarse, _soft(dz - dome, 2.0 * ramp) * in_cavity)
 
 
-def _render_reference(points_lps: np.ndarray, texture: _Texture,
-                      ramp: float) -> tuple[np.ndarray, np.ndarray]:
+def _render_reference(points_lps: np.ndarray, texture: _Texture, ramp: float,
+                      with_intensities: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
     """The reference-frame (ED) model at LPS points (N, 3) in mm -> (HU float32 (N,), labels uint8 (N,)).
 
     Intensities are partial-volume blended over ``ramp`` mm; labels are evaluated at the points themselves.
+    ``with_intensities=False`` returns ``(None, labels)`` without computing the intensities.
     """
-    fine, coarse = texture.sample(points_lps)
     q1, q2, z = (c.astype(np.float32) for c in _heart_components(points_lps))
     n = points_lps.shape[0]
     # LV (truncated prolate ellipsoids) and the other chambers
@@ -907,6 +907,14 @@ def _render_reference(points_lps: np.ndarray, texture: _Texture,
     pa_in = _capsule_sdf(q1, q2, z, *_PULMONARY)
     wall = 2.0
     heart_sdf = np.minimum.reduce([lv_epi, rv_out, la_in - wall, ra_in - wall, aorta_in - wall, pa_in - wall])
+    # labels (hard, at the point itself)
+    labels = np.zeros(n, dtype=np.uint8)
+    labels[(heart_sdf <= 0.0) | (lv_inflow <= 0.0)] = LABEL_VALUES["heart"]
+    labels[lv_epi <= 0.0] = LABEL_VALUES["myocardium"]
+    labels[lv_cav <= 0.0] = LABEL_VALUES["blood_pool"]
+    if not with_intensities:
+        return None, labels
+    fine, coarse = texture.sample(points_lps)
     hu = np.empty(n, dtype=np.float32)
     x, y, zz = (points_lps[:, c].astype(np.float32) for c in range(3))
     fat_thickness = 4.5 + 2.5 * coarse
@@ -950,11 +958,6 @@ def _render_reference(points_lps: np.ndarray, texture: _Texture,
         sub = hu[near]
         _mix(sub, HU["coronary"], _soft(sdf, ramp))
         hu[near] = sub
-    # labels (hard, at the point itself)
-    labels = np.zeros(n, dtype=np.uint8)
-    labels[(heart_sdf <= 0.0) | (lv_inflow <= 0.0)] = LABEL_VALUES["heart"]
-    labels[lv_epi <= 0.0] = LABEL_VALUES["myocardium"]
-    labels[lv_cav <= 0.0] = LABEL_VALUES["blood_pool"]
     return hu, labels
 
 
@@ -1028,8 +1031,8 @@ def _render_frame(config: PhantomConfig, frame: int,
     for k in range(0, shape[0], slices):
         stop = min(shape[0], k + slices)
         x = inverse_ground_truth_map(_slab_points(geometry, k, stop), frame, config)
-        slab_hu, slab_labels = _render_reference(x, texture, ramp)
-        if config.texture_ct is not None:
+        slab_hu, slab_labels = _render_reference(x, texture, ramp, with_intensities=config.texture_ct is None)
+        if config.texture_ct is not None:  # the real CT's intensities instead of the synthetic ones
             slab_hu = _sample_texture_ct(config.texture_ct, x)
         hu[k:stop] = slab_hu.reshape(-1, shape[1], shape[2])
         labels[k:stop] = slab_labels.reshape(-1, shape[1], shape[2])
