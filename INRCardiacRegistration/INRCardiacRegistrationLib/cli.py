@@ -15,6 +15,7 @@ COMMANDS = {
     "demo": "demo_command",
     "pair": "pair_command",
     "phantom": "phantom_command",
+    "batch": "batch_command",
 }
 
 

@@ -224,11 +224,15 @@ class _CycleRun:
         return per_iteration * iterations + overhead * (len(remaining_frames) + (1 if current_left else 0))
 
     # --- run.json --------------------------------------------------------------------------------------
-    def start(self, description: dict, resume: bool, warnings_text: list[str]) -> dict[int, FrameRecord]:
-        """Create or reopen the run folder; return the records of frames already finished."""
+    def _wanted(self, description: dict) -> dict:
         cycle = self.config.to_dict()
         registration = cycle.pop("registration")
-        wanted = {"config": registration, "cycle": cycle, "inputs": description}
+        return {"config": registration, "cycle": cycle, "inputs": description}
+
+    def check(self, description: dict, resume: bool) -> dict | None:
+        """Raise ValueError unless the run folder may be started (new or empty) or resumed with these settings;
+        reads only. Returns the previous ``run.json`` (None for a new run)."""
+        wanted = self._wanted(description)
         previous = self.run.read_run_info() if self.run.exists() else None
         if previous is not None:
             if not resume:
@@ -249,11 +253,15 @@ class _CycleRun:
                 if stored is None or not Geometry.from_dict(stored).matches(grid):
                     raise ValueError(f"cannot resume {self.run.root}: its {key} differs from the inputs' "
                                      f"({grid.describe()}); were the input files changed?")
-        elif self.run.root.exists() and not self.run.root.is_dir():
-            raise ValueError(f"output folder {self.run.root} exists and is not a folder")
-        elif self.run.root.exists() and any(p not in (self.run.log_path, self.run.inputs_dir)
+        elif self.run.root.exists() and any(p not in (self.run.log_path, self.run.inputs_dir, self.run.lock_path)
                                             for p in self.run.root.iterdir()):
             raise ValueError(f"output folder {self.run.root} is not empty and holds no run: choose a new folder")
+        return previous
+
+    def start(self, description: dict, resume: bool, warnings_text: list[str]) -> dict[int, FrameRecord]:
+        """Create or reopen the run folder (after :meth:`check`); return the records of frames already finished."""
+        previous = self.check(description, resume)
+        wanted = self._wanted(description)
         self.run.clear_cancel()
         info = {
             "status": "running",
@@ -453,7 +461,8 @@ class _CycleRun:
 
 def register_cycle(inputs: CycleInputs, config: CycleConfig, run_dir, *, resume: bool = False,
                    description: dict | None = None, warnings_text: list[str] | None = None,
-                   progress: Callable[[dict], None] | None = None, cancel: CancelSignal = None) -> CycleResult:
+                   progress: Callable[[dict], None] | None = None, cancel: CancelSignal = None,
+                   lock_wait_s: float = 0.0, lock_waiting: Callable[[str], None] | None = None) -> CycleResult:
     """Register the reference frame to every frame of ``inputs`` and write the run folder ``run_dir``.
 
     Args:
@@ -470,6 +479,9 @@ def register_cycle(inputs: CycleInputs, config: CycleConfig, run_dir, *, resume:
         cancel: a ``threading.Event`` or callable; when set (or when the run folder's ``cancel`` file appears)
             the run stops after the frame files already written, records a ``cancelled`` event and returns
             with ``status == "cancelled"``.
+        lock_wait_s: while another process writes ``run_dir`` (it holds the folder's lock), wait up to this many
+            seconds for it to end (``lock_waiting`` is told who holds it), then raise :class:`file_lock.LockBusy`
+            (nothing written).
 
     Raises ValueError for inconsistent inputs or settings (before writing anything); an error once the run has
     started is recorded as a ``failed`` event and status in ``run.json`` and raised as :class:`CycleFailed`.
@@ -478,7 +490,19 @@ def register_cycle(inputs: CycleInputs, config: CycleConfig, run_dir, *, resume:
         raise ValueError(f"config reference_frame {config.reference_frame} differs from the inputs' "
                          f"{inputs.reference_frame}")
     inputs.validate()
-    cycle = _CycleRun(inputs, config, RunFolder(run_dir), progress, cancel)
+    run = RunFolder(run_dir)
+    if run.root.exists() and not run.root.is_dir():
+        raise ValueError(f"output folder {run.root} exists and is not a folder")
+    cycle = _CycleRun(inputs, config, run, progress, cancel)
+    cycle.check(description or {}, resume)  # bad settings fail before anything (the lock file too) is written
+    with run.lock(wait_s=lock_wait_s, on_wait=lock_waiting):
+        return _register_locked(cycle, description, resume, warnings_text)
+
+
+def _register_locked(cycle: _CycleRun, description: dict | None, resume: bool,
+                     warnings_text: list[str] | None) -> CycleResult:
+    """:func:`register_cycle` once the run folder's lock is held."""
+    inputs = cycle.inputs
     records = cycle.start(description or {}, resume, warnings_text or [])
     try:
         result = cycle.execute(records)

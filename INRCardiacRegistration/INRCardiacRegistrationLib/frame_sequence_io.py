@@ -31,6 +31,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .geometry import Geometry
+from .gzip_check import require_complete_gzip
 from .volume import Volume
 
 GRID_TOLERANCE_MM = 1e-3
@@ -457,6 +458,7 @@ def _label_array(array: np.ndarray, what: str) -> np.ndarray:
 
 # --- helpers ---------------------------------------------------------------------------------------------------
 def _read_image(path: Path, name: str) -> sitk.Image:
+    require_complete_gzip(path, name)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:

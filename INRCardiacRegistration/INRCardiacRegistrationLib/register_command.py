@@ -3,12 +3,14 @@
 Reads the 4D input and its labels/landmarks, checks everything before writing anything, then runs
 :func:`cycle_registration.register_cycle` with a terminal progress bar, writes the report and prints a short
 summary. SIGINT/SIGTERM, or a file ``RUN_DIR/cancel``, stop the run cleanly after the frames already saved
-(exit code 130); ``--resume`` continues it. Exit codes: 0 finished, 2 bad input, 130 cancelled, 1 failed.
+(exit code 130); ``--resume`` continues it. One worker writes a run folder at a time (its ``lock``).
+Exit codes: 0 finished, 2 bad input, 130 cancelled, 1 failed (or the run folder busy).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -63,6 +65,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                        help="margin of the 'heart' field region (default 10)")
     cycle.add_argument("--resume", action="store_true",
                        help="continue the cancelled or crashed run in RUN_DIR, keeping its finished frames")
+    cycle.add_argument("--lock-wait", type=float, default=0.0, metavar="S",
+                       help="if another worker is writing RUN_DIR, wait up to S seconds for it to end (default 0: "
+                            "fail at once, exit code 1)")
+    cycle.add_argument("--exit-with-parent", action="store_true",
+                       help="stop cleanly (as on cancel) when the process that started this one ends; batch runs "
+                            "use it so that killing the batch leaves no orphan")
     cycle.add_argument("--no-report", action="store_true", help="do not write report.png")
     cycle.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_arguments(parser)
@@ -136,7 +144,7 @@ def _settings_from_run(args: argparse.Namespace) -> None:
     args.stored_registration = registration
 
 
-def _cycle_defaults(args: argparse.Namespace) -> None:
+def apply_cycle_defaults(args: argparse.Namespace) -> None:
     """Options not given take :class:`CycleConfig`'s defaults."""
     from .cycle_registration import CycleConfig
 
@@ -144,6 +152,23 @@ def _cycle_defaults(args: argparse.Namespace) -> None:
     for key in _CYCLE_OPTIONS:
         if getattr(args, key) is None:
             setattr(args, key, getattr(defaults, key))
+
+
+def stop_with_parent(event: threading.Event, poll_s: float = 0.5) -> threading.Thread:
+    """Set ``event`` once this process's parent has ended (POSIX: the parent pid changes when it is re-parented);
+    a daemon thread that polls every ``poll_s`` seconds."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while not event.wait(poll_s):
+            if os.getppid() != parent:
+                print("inr-cardiac register: the parent process ended; stopping after the saved frames",
+                      file=sys.stderr)
+                event.set()
+
+    thread = threading.Thread(target=watch, name="stop-with-parent", daemon=True)
+    thread.start()
+    return thread
 
 
 @contextmanager
@@ -240,11 +265,12 @@ class TerminalProgress:
 
 def run(args: argparse.Namespace) -> int:
     from .cycle_registration import CycleFailed, register_cycle
+    from .file_lock import LockBusy
     from .run_folder import RunFolder
 
     if args.resume and args.image is None:
         _settings_from_run(args)
-    _cycle_defaults(args)
+    apply_cycle_defaults(args)
     config = cycle_config_from_arguments(args)
     inputs, texts = load_cycle_inputs(args)
     for text in texts:
@@ -252,10 +278,22 @@ def run(args: argparse.Namespace) -> int:
     event = threading.Event()
     progress = TerminalProgress(args.quiet)
     run_folder = RunFolder(args.out)
+    if args.exit_with_parent:
+        stop_with_parent(event)
+
+    def say_waiting(holder: str) -> None:
+        print(f"inr-cardiac register: {args.out} is in use ({holder}); waiting up to {args.lock_wait:g} s",
+              file=sys.stderr)
+
     try:
         with cancel_on_signals(event):
             result = register_cycle(inputs, config, args.out, resume=args.resume, description=describe_inputs(args),
-                                    warnings_text=texts, progress=progress, cancel=event)
+                                    warnings_text=texts, progress=progress, cancel=event,
+                                    lock_wait_s=args.lock_wait, lock_waiting=say_waiting)
+    except LockBusy as busy:
+        print(f"inr-cardiac register: error: {busy}; it stops by itself after its current iteration once "
+              f"cancelled (touch {run_folder.cancel_path})", file=sys.stderr)
+        return EXIT_FAILED
     except CycleFailed as failure:
         progress.close()
         finish_run_outputs(run_folder, inputs, report=False)

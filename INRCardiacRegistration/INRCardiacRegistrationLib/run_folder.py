@@ -15,6 +15,7 @@ Layout (``NNN`` = the 0-based frame index, zero-padded to at least three digits)
                                    after a resume, error (when failed)
     progress.jsonl                 one JSON event per line (see :meth:`RunFolder.append_event`)
     cancel                         created by anyone who wants the worker to stop (then removed on resume)
+    lock                           held (``flock``) by the one worker writing the folder; names its pid and host
     worker.log                     the worker's terminal output, when a runner started it in the background
     inputs/                        the inputs a runner exported for the worker (Slicer: frames, labels, landmarks)
     transforms/frame_NNN.h5        reference -> frame t (ITK displacement field, resampling convention,
@@ -39,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .atomic_file import write_text_atomic
+from .file_lock import exclusive_lock
 
 RUN_FORMAT = "inr-cardiac-run/1"
 METRIC_COLUMNS = ("frame", "dice", "hd95_mm", "tre_mm", "negative_jacobian_pct", "final_loss", "seconds",
@@ -117,6 +119,10 @@ class RunFolder:
     @property
     def cancel_path(self) -> Path:
         return self.root / "cancel"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / "lock"
 
     @property
     def log_path(self) -> Path:
@@ -214,6 +220,13 @@ class RunFolder:
             except json.JSONDecodeError:
                 continue
         return events
+
+    # --- one writer at a time --------------------------------------------------------------------------
+    def lock(self, wait_s: float = 0.0, on_wait=None):
+        """Context manager: hold the folder's lock while writing it. Another worker (a second ``register`` on
+        the same folder, an orphan of a killed batch still stopping) makes it wait up to ``wait_s`` seconds and
+        then raise :class:`file_lock.LockBusy`; the lock dies with its process, so a crash never leaves it."""
+        return exclusive_lock(self.lock_path, wait_s=wait_s, on_wait=on_wait)
 
     # --- cancel ----------------------------------------------------------------------------------------
     def cancel_requested(self) -> bool:

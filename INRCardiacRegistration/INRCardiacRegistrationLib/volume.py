@@ -10,6 +10,7 @@ import SimpleITK as sitk
 
 from .atomic_file import atomic_path
 from .geometry import Geometry
+from .gzip_check import require_complete_gzip
 
 
 def write_image_atomic(image: sitk.Image, path: str | Path) -> Path:
@@ -63,6 +64,7 @@ class Volume:
         label = name or path.name
         if not path.exists():
             raise ValueError(f"{label}: file not found: {path}")
+        require_complete_gzip(path, label)
         try:
             image = sitk.ReadImage(str(path))
         except RuntimeError as error:

@@ -1,0 +1,93 @@
+"""An exclusive lock between processes, held on a file (``flock`` on POSIX, ``msvcrt.locking`` on Windows).
+
+The operating system drops the lock when the holding process ends, however it ends (a crash or ``kill -9``
+included), so a stale lock file never blocks anyone. The holder writes ``pid host start-time`` into the file for
+the message others get while it is busy.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+class LockBusy(RuntimeError):
+    """The lock is held by another process (the message names it)."""
+
+
+def _try_lock(fd: int) -> bool:
+    if sys.platform == "win32":
+        import msvcrt
+
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _unlock(fd: int) -> None:
+    if sys.platform == "win32":
+        import msvcrt
+
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def lock_holder(path: str | Path) -> str:
+    """What the holder wrote into the lock file (``"pid 123 on host since 2026-..."``), or ``"unknown"``."""
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except OSError:
+        return "unknown"
+    return text or "unknown"
+
+
+@contextmanager
+def exclusive_lock(path: str | Path, wait_s: float = 0.0, poll_s: float = 0.5,
+                   on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing) while inside.
+
+    If another process holds it, retry every ``poll_s`` seconds for up to ``wait_s`` seconds (``on_wait`` is
+    called once with the holder's description), then raise :class:`LockBusy`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + max(0.0, wait_s)
+        told = False
+        while not _try_lock(fd):
+            if time.monotonic() >= deadline:
+                raise LockBusy(f"{path.parent} is in use by another process ({lock_holder(path)})")
+            if not told and on_wait is not None:
+                on_wait(lock_holder(path))
+                told = True
+            time.sleep(poll_s)
+        try:
+            stamp = f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n"
+            if sys.platform != "win32":  # on Windows the locked byte cannot be rewritten while held
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, stamp.encode("utf-8"), 0)
+            yield
+        finally:
+            _unlock(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,83 @@
+"""Refuse truncated gzip files before ITK reads them.
+
+ITK's NIfTI reader fills the missing part of a truncated ``.nii.gz`` with zeros and says nothing (measured with
+SimpleITK 2.5: a 4D phantom CT cut to its first 20 kB read back with 94 % of its voxels changed, no error, no
+warning), so an interrupted download or copy would be registered as if it were the image. The cheap check: the
+gzip trailer stores the uncompressed size (mod 2^32); for NIfTI-1/2 the header says what that size must be.
+When the two agree the file is complete; otherwise (or for other gzip files) the whole stream is decompressed
+once to find its end-of-stream marker.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import zlib
+from pathlib import Path
+
+_CHUNK = 1 << 20
+
+
+def _nifti_expected_size(header: bytes) -> int | None:
+    """Header + data bytes a NIfTI-1/2 file must hold (from its first 540 decompressed bytes), else None."""
+    for endian in "<>":
+        if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:  # NIfTI-1
+            dims = struct.unpack(endian + "8h", header[40:56])
+            bitpix = struct.unpack(endian + "h", header[72:74])[0]
+            offset = max(int(struct.unpack(endian + "f", header[108:112])[0]), 352)
+            break
+        if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:  # NIfTI-2
+            bitpix = struct.unpack(endian + "h", header[14:16])[0]
+            dims = struct.unpack(endian + "8q", header[16:80])
+            offset = max(struct.unpack(endian + "q", header[168:176])[0], 544)
+            break
+    else:
+        return None
+    if not 1 <= dims[0] <= 7 or bitpix <= 0 or bitpix % 8:
+        return None
+    voxels = 1
+    for size in dims[1:dims[0] + 1]:
+        voxels *= max(int(size), 1)
+    return offset + voxels * bitpix // 8
+
+
+def _stream_is_complete(path: Path) -> bool:
+    """Decompress every gzip member of ``path``; True when the last one ends with its end-of-stream marker."""
+    with open(path, "rb") as stream:
+        decompressor = zlib.decompressobj(wbits=31)
+        while True:
+            chunk = stream.read(_CHUNK)
+            if not chunk:
+                return decompressor.eof
+            try:
+                decompressor.decompress(chunk)
+                while decompressor.eof and decompressor.unused_data:  # a further gzip member
+                    rest = decompressor.unused_data
+                    decompressor = zlib.decompressobj(wbits=31)
+                    decompressor.decompress(rest)
+            except zlib.error:
+                return False
+
+
+def require_complete_gzip(path: str | Path, name: str) -> None:
+    """Raise ValueError if ``path`` (a ``.gz`` file) is a truncated or damaged gzip stream; other files pass."""
+    path = Path(path)
+    if not path.name.lower().endswith(".gz") or not path.is_file():
+        return
+    size = path.stat().st_size
+    if size < 18:
+        raise ValueError(f"{name}: {path} is not a complete gzip file ({size} bytes)")
+    with open(path, "rb") as stream:
+        stream.seek(size - 4)
+        stored = struct.unpack("<I", stream.read(4))[0]
+    try:
+        with gzip.open(path, "rb") as stream:
+            header = stream.read(540)
+    except (OSError, EOFError, zlib.error) as error:
+        raise ValueError(f"{name}: {path} is not a readable gzip file ({error})") from error
+    expected = _nifti_expected_size(header)
+    if expected is not None and expected % (1 << 32) == stored:
+        return
+    if not _stream_is_complete(path):
+        raise ValueError(f"{name}: {path} is truncated or damaged (its gzip stream ends early); copy or download "
+                         "it again")
