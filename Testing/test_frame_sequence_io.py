@@ -509,3 +509,36 @@ def test_read_4d_frames_keeps_the_stored_data(tmp_path):
     np.testing.assert_array_equal(volumes[1].array, frames[1])
     with pytest.raises(ValueError, match="single 3D image, not a 4D image"):
         read_4d_frames(_write_3d(tmp_path / "ed.nii.gz", frames[0]))
+
+
+def test_truncated_gzip_is_refused(tmp_path):
+    """ITK alone reads a cut-short .nii.gz as zeros without a word; the reader refuses it (4D, 3D frame, label)."""
+    path = _write_4d(tmp_path / "cycle.nii.gz", _frames())
+    assert len(read_frame_sequence(path)) == FRAMES
+    data = path.read_bytes()
+    cut = tmp_path / "cut.nii.gz"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    assert sitk.GetArrayFromImage(sitk.ReadImage(str(cut))).shape[0] == FRAMES  # what ITK does with it
+    with pytest.raises(ValueError, match="truncated"):
+        read_frame_sequence(cut)
+    frame = _write_3d(tmp_path / "frame.nii.gz", _frames()[0])
+    whole = frame.read_bytes()
+    frame.write_bytes(whole[:-12])
+    with pytest.raises(ValueError, match="truncated"):
+        Volume.read(frame)
+
+
+def test_gzip_of_several_members_or_with_an_unexpected_size_is_read_whole(tmp_path):
+    """The fast check (the trailer's size against the NIfTI header's) only decides 'complete'; anything else is
+    decompressed to its end-of-stream marker: a valid two-member file passes, a cut one does not."""
+    from INRCardiacRegistrationLib.gzip_check import require_complete_gzip
+
+    raw = _write_3d(tmp_path / "frame.nii", _frames()[0]).read_bytes()
+    two = tmp_path / "two.nii.gz"
+    two.write_bytes(gzip.compress(raw[:1000]) + gzip.compress(raw[1000:]))
+    require_complete_gzip(two, "image")
+    assert np.array_equal(Volume.read(two).array, Volume.read(tmp_path / "frame.nii").array)
+    other = tmp_path / "notes.txt.gz"
+    other.write_bytes(gzip.compress(b"x" * 5000)[:-6])
+    with pytest.raises(ValueError, match="truncated"):
+        require_complete_gzip(other, "notes")

@@ -123,11 +123,11 @@ def read_manifest(path: str | Path, common_options: list[str] | tuple[str, ...] 
             raise ValueError(f"{path}: the header must name the columns patient and image (missing: "
                              f"{', '.join(missing)}); columns: {', '.join(COLUMNS)}")
         for name in header:
-            close = difflib.get_close_matches(name, COLUMNS, n=1, cutoff=0.75)
+            close = difflib.get_close_matches(name, COLUMNS, n=1, cutoff=0.8)
             if name not in COLUMNS and close:
                 raise ValueError(f"{path}: unknown column {name!r}; did you mean {close[0]!r}?")
-        rows = [(number, {key.strip(): (value or "").strip() for key, value in row.items() if key})
-                for number, row in enumerate(reader, start=2)]
+        rows = [(reader.line_num, {key.strip(): (value or "").strip() for key, value in row.items() if key})
+                for row in reader]  # line_num: the file's line (DictReader skips blank lines)
     patients: list[CohortPatient] = []
     seen: dict[str, int] = {}
     for number, row in rows:

@@ -60,14 +60,17 @@ def _stream_is_complete(path: Path) -> bool:
 
 
 def require_complete_gzip(path: str | Path, name: str) -> None:
-    """Raise ValueError if ``path`` (a ``.gz`` file) is a truncated or damaged gzip stream; other files pass."""
+    """Raise ValueError if ``path`` (a ``.gz`` file starting like gzip) is a truncated or damaged gzip stream;
+    other files pass untouched."""
     path = Path(path)
     if not path.name.lower().endswith(".gz") or not path.is_file():
         return
     size = path.stat().st_size
-    if size < 18:
-        raise ValueError(f"{name}: {path} is not a complete gzip file ({size} bytes)")
     with open(path, "rb") as stream:
+        if stream.read(2) != b"\x1f\x8b":  # not gzip at all (ITK reads misnamed plain files, or says why not)
+            return
+        if size < 18:
+            raise ValueError(f"{name}: {path} is truncated ({size} bytes, not even a gzip header and trailer)")
         stream.seek(size - 4)
         stored = struct.unpack("<I", stream.read(4))[0]
     try:

@@ -1,0 +1,69 @@
+"""One writer per run folder: the lock between processes, and register refusing a folder another worker holds."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import register_argv
+from INRCardiacRegistrationLib.cli import main
+from INRCardiacRegistrationLib.file_lock import LockBusy, exclusive_lock, lock_holder
+from INRCardiacRegistrationLib.run_folder import RunFolder
+
+HOLDER = """
+import sys, time
+from INRCardiacRegistrationLib.file_lock import exclusive_lock
+with exclusive_lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def hold(path, seconds: float) -> subprocess.Popen:
+    """Another process holding the lock on ``path`` for ``seconds``."""
+    process = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), str(seconds)], stdout=subprocess.PIPE,
+                               text=True)
+    assert process.stdout.readline().strip() == "held"
+    return process
+
+
+def test_a_held_lock_is_busy_then_free_when_released(tmp_path):
+    path = tmp_path / "run" / "lock"
+    holder = hold(path, 1.5)
+    try:
+        with pytest.raises(LockBusy, match=f"pid {holder.pid}"), exclusive_lock(path):
+            pass
+        told = []
+        start = time.monotonic()
+        with exclusive_lock(path, wait_s=30, poll_s=0.1, on_wait=told.append):
+            waited = time.monotonic() - start
+            assert lock_holder(path).startswith(f"pid {os.getpid()} ")
+        assert 0.5 < waited < 30 and len(told) == 1 and f"pid {holder.pid}" in told[0]
+    finally:
+        holder.wait(timeout=30)
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
+    path = tmp_path / "lock"
+    holder = hold(path, 600)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=30)
+    with exclusive_lock(path):  # no wait: the operating system dropped the lock with the process
+        pass
+
+
+def test_register_refuses_a_folder_another_worker_writes(tiny_phantom, tmp_path, capsys):
+    """Exit code 1 with the holder named, and nothing written (the folder holds only its lock file)."""
+    out = tmp_path / "run"
+    holder = hold(RunFolder(out).lock_path, 600)
+    try:
+        assert main(register_argv(tiny_phantom, out, "--quiet")) == 1
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert f"pid {holder.pid}" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["lock"]
