@@ -218,3 +218,30 @@ def test_a_worker_that_dies_is_retried_and_resumes(manifest, local_cohort, tmp_p
     assert "killed by SIGKILL" not in output.decode()  # retried, so not reported as a failure
     assert read_csv(out / "cohort_metrics.csv") == [r for r in read_csv(local_cohort / "cohort_metrics.csv")
                                                     if r["patient"] == "p1"]
+
+
+def test_ctrl_c_stops_running_patients_after_their_saved_frames(manifest, tmp_path):
+    """SIGINT to the whole terminal process group (what Ctrl-C does): the batch asks the running worker to stop,
+    which keeps its saved frames, and ends with exit code 130 and the patient listed as cancelled."""
+    single = tmp_path / "manifest.csv"
+    lines = manifest.read_text().splitlines()
+    single.write_text(lines[0] + "\n" + lines[3].replace("p3/", f"{manifest.parent}/p3/") + "\n")
+    out = tmp_path / "cohort"
+    argv = [sys.executable, "-m", "INRCardiacRegistrationLib.cli", *batch_argv(single, out)]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    run = RunFolder(out / "runs" / "p3")
+    deadline = time.monotonic() + 300
+    while len(run.finished_records(FRAMES)) < 2 and time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read().decode()
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGINT)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 130, output.decode()
+    assert run.read_run_info()["status"] == "cancelled"
+    assert 2 <= len(run.finished_records(FRAMES)) < FRAMES
+    events = read_events(out)
+    assert [e["event"] for e in events if e["event"].startswith("patient_")] == ["patient_submitted",
+                                                                                 "patient_cancelled"]
+    assert events[-1]["event"] == "batch_cancelled"
+    summary = read_csv(out / "cohort_summary.csv")
+    assert summary[0]["status"] == "cancelled"

@@ -13,7 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
-from .register_command import EXIT_CANCELLED, EXIT_FAILED, cancel_on_signals
+from .register_command import EXIT_CANCELLED, EXIT_FAILED, TerminalBar, cancel_on_signals
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -56,12 +56,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
-class BatchProgress:
+class BatchProgress(TerminalBar):
     """A tqdm bar over the patients to run, the running ones' frame progress as postfix, a line per outcome."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.bar = None
 
     def write(self, text: str) -> None:
         if self.bar is not None:
@@ -91,11 +87,6 @@ class BatchProgress:
                 self.bar.update(1)
         elif kind.startswith("batch_") and kind != "batch_started":
             self.close()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -188,8 +188,10 @@ def register_patient(task: PatientTask) -> dict:
     result.update(status=outcome, seconds=round(time.perf_counter() - started, 2))
     if outcome == "finished":
         return result
+    if outcome == "cancelled":
+        return {**result, "reason": "stopped after its saved frames; the same batch command continues it"}
     result["reason"] = _failure_reason(worker.log_tail(40), code)
-    if outcome in ("cancelled", "bad input"):
+    if outcome == "bad input":
         return result
     raise PatientFailed(result["reason"])
 

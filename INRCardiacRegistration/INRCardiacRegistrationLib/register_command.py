@@ -224,12 +224,27 @@ def cycle_config_from_arguments(args: argparse.Namespace):
                        field_region=args.field_region, field_margin_mm=args.field_margin_mm, preset=args.preset)
 
 
-class TerminalProgress:
-    """A tqdm bar over all iterations of the run, with the frame, loss and ETA; finished frames are printed."""
+class TerminalBar:
+    """A progress callback that draws one tqdm bar on stderr (nothing when ``quiet``); subclasses handle events."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.bar = None
+
+    def __call__(self, event: dict) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class TerminalProgress(TerminalBar):
+    """A tqdm bar over all iterations of the run, with the frame, loss and ETA; finished frames are printed."""
+
+    def __init__(self, quiet: bool) -> None:
+        super().__init__(quiet)
         self.offset = 0
 
     def __call__(self, event: dict) -> None:
@@ -256,11 +271,6 @@ class TerminalProgress:
             self.bar.write(", ".join(parts), file=sys.stderr)
         elif kind in ("finished", "cancelled", "failed"):
             self.close()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
 
 
 def run(args: argparse.Namespace) -> int:
