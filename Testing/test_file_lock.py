@@ -11,7 +11,7 @@ import time
 import pytest
 from conftest import register_argv
 from INRCardiacRegistrationLib.cli import main
-from INRCardiacRegistrationLib.file_lock import LockBusy, exclusive_lock, lock_holder
+from INRCardiacRegistrationLib.file_lock import LockBusy, exclusive_lock, is_locked, lock_holder
 from INRCardiacRegistrationLib.run_folder import RunFolder
 
 HOLDER = """
@@ -33,8 +33,10 @@ def hold(path, seconds: float) -> subprocess.Popen:
 
 def test_a_held_lock_is_busy_then_free_when_released(tmp_path):
     path = tmp_path / "run" / "lock"
+    assert not is_locked(path) and not path.parent.exists()  # probing writes nothing
     holder = hold(path, 1.5)
     try:
+        assert is_locked(path)
         with pytest.raises(LockBusy, match=f"pid {holder.pid}"), exclusive_lock(path):
             pass
         told = []
@@ -43,6 +45,7 @@ def test_a_held_lock_is_busy_then_free_when_released(tmp_path):
             waited = time.monotonic() - start
             assert lock_holder(path).startswith(f"pid {os.getpid()} ")
         assert 0.5 < waited < 30 and len(told) == 1 and f"pid {holder.pid}" in told[0]
+        assert not is_locked(path)
     finally:
         holder.wait(timeout=30)
 

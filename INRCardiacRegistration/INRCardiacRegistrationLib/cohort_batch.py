@@ -380,15 +380,16 @@ class CohortBatch:
             pending = dict(futures)
             cancelled_at = None
             while pending:
-                if self.cancel.is_set() and cancelled_at is None:
-                    write_text_atomic(self.cancel_path, "cancel\n")
-                    cancelled_at = time.monotonic()
-                if cancelled_at is not None and time.monotonic() - cancelled_at > self.settings.cancel_grace_s:
-                    break
                 for patient, future in list(pending.items()):
                     if future.done():
                         del pending[patient]
                         result.outcomes[patient] = self._outcome(patient, future)
+                if self.cancel.is_set() and cancelled_at is None:
+                    write_text_atomic(self.cancel_path, "cancel\n")
+                    cancelled_at = time.monotonic()
+                elif cancelled_at is not None and (time.monotonic() - cancelled_at > self.settings.cancel_grace_s
+                                                   or not any(self.run_folder(p).is_locked() for p in pending)):
+                    break  # no worker writes any more (a Ctrl-C may also have ended the local Dask workers)
                 running = {}
                 for patient in pending:
                     reader, progress = readers[patient]
@@ -401,10 +402,14 @@ class CohortBatch:
                                    "todo": len(futures)})
                 if pending:
                     time.sleep(0.5)
-            for patient in pending:  # still running after the cancel grace period
-                result.outcomes[patient] = PatientOutcome(patient, "cancelled", "did not stop within "
-                                                          f"{self.settings.cancel_grace_s:g} s of the cancel")
-                self.emit("patient_cancelled", patient=patient, reason=result.outcomes[patient].reason)
+            for patient in pending:  # cancelled before their task reported back
+                run = self.run_folder(patient)
+                reason = ("still running when the batch stopped waiting; it stops when its worker sees the cancel"
+                          if run.is_locked() else "stopped after its saved frames; the same batch command "
+                          "continues it")
+                result.outcomes[patient] = PatientOutcome(patient, "cancelled", reason, _attempts(run, self.batch))
+                self.emit("patient_cancelled", patient=patient, reason=reason,
+                          attempts=result.outcomes[patient].attempts)
         finally:
             client.close()
             if cluster is not None:

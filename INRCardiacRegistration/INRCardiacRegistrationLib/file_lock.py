@@ -60,6 +60,21 @@ def lock_holder(path: str | Path) -> str:
     return text or "unknown"
 
 
+def is_locked(path: str | Path) -> bool:
+    """Whether another process holds the lock on ``path`` now (a missing file is not locked; nothing is written)."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        if not _try_lock(fd):
+            return True
+        _unlock(fd)
+        return False
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def exclusive_lock(path: str | Path, wait_s: float = 0.0, poll_s: float = 0.5,
                    on_wait: Callable[[str], None] | None = None) -> Iterator[None]:

@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .atomic_file import write_text_atomic
-from .file_lock import exclusive_lock
+from .file_lock import exclusive_lock, is_locked
 
 RUN_FORMAT = "inr-cardiac-run/1"
 METRIC_COLUMNS = ("frame", "dice", "hd95_mm", "tre_mm", "negative_jacobian_pct", "final_loss", "seconds",
@@ -227,6 +227,10 @@ class RunFolder:
         the same folder, an orphan of a killed batch still stopping) makes it wait up to ``wait_s`` seconds and
         then raise :class:`file_lock.LockBusy`; the lock dies with its process, so a crash never leaves it."""
         return exclusive_lock(self.lock_path, wait_s=wait_s, on_wait=on_wait)
+
+    def is_locked(self) -> bool:
+        """Whether a worker is writing the folder now (holds its lock)."""
+        return is_locked(self.lock_path)
 
     # --- cancel ----------------------------------------------------------------------------------------
     def cancel_requested(self) -> bool:
