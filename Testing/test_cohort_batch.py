@@ -121,7 +121,8 @@ def _stop(process: subprocess.Popen) -> None:
 
 def test_existing_scheduler_gives_the_same_summary(manifest, local_cohort, tmp_path):
     """Acceptance 2: `dask scheduler` and `dask worker` as separate processes on localhost; the batch connects to
-    the scheduler's address and produces the local run's summary (every column but the timings)."""
+    the scheduler's address and produces the local run's summary (every column but the timings). The worker
+    advertises GPU=1 and the batch asks --gpus-per-task 1, as on a GPU cluster: one patient at a time on it."""
     scheduler_file = tmp_path / "scheduler.json"
     scheduler = _start([sys.executable, "-m", "dask", "scheduler", "--scheduler-file", str(scheduler_file),
                         "--host", "127.0.0.1", "--port", "0", "--no-dashboard"], tmp_path / "scheduler.log")
@@ -132,17 +133,31 @@ def test_existing_scheduler_gives_the_same_summary(manifest, local_cohort, tmp_p
             assert scheduler.poll() is None, (tmp_path / "scheduler.log").read_text()
             time.sleep(0.2)
         address = json.loads(scheduler_file.read_text())["address"]
-        workers = _start([sys.executable, "-m", "dask", "worker", address, "--nworkers", "2", "--nthreads", "1",
-                          "--no-dashboard"], tmp_path / "workers.log")
+        workers = _start([sys.executable, "-m", "dask", "worker", address, "--nworkers", "1", "--nthreads", "2",
+                          "--resources", "GPU=1", "--no-dashboard"], tmp_path / "workers.log")
         out = tmp_path / "cohort"
-        assert main(batch_argv(manifest, out, "--scheduler", address)) == 1
+        # "GPU" is only a Dask resource here (the registrations run on the CPU): one patient at a time on the worker,
+        # although it has 2 threads
+        assert main(batch_argv(manifest, out, "--scheduler", address, "--gpus-per-task", "1")) == 1
     finally:
         for process in (workers, scheduler):
             if process is not None:
                 _stop(process)
-    assert read_events(out)[0]["scheduler"] == address
+    events = read_events(out)
+    assert events[0]["scheduler"] == address and not [e for e in events if e["event"] == "warning"]
+    assert _most_at_once(out) == 1  # GPU=1 per task on a worker with GPU=1 and 2 threads
     assert read_csv(out / "cohort_metrics.csv") == read_csv(local_cohort / "cohort_metrics.csv")
     assert read_csv(out / "cohort_summary.csv") == read_csv(local_cohort / "cohort_summary.csv")
+
+
+def _most_at_once(cohort: Path) -> int:
+    """The most registrations that ran at the same time, from their 'started' and last events' times."""
+    spans = []
+    for folder in (cohort / "runs").iterdir():
+        events = RunFolder(folder).read_events()
+        if events:
+            spans.append((events[0]["time"], events[-1]["time"]))
+    return max(sum(start <= t < end for start, end in spans) for t, _ in spans)
 
 
 def _frame_files(run: RunFolder) -> dict[str, int]:
@@ -237,11 +252,13 @@ def test_ctrl_c_stops_running_patients_after_their_saved_frames(manifest, tmp_pa
     os.killpg(process.pid, signal.SIGINT)
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 130, output.decode()
+    assert "Traceback" not in output.decode()  # the local Dask workers ignore the terminal's SIGINT
     assert run.read_run_info()["status"] == "cancelled"
     assert 2 <= len(run.finished_records(FRAMES)) < FRAMES
     events = read_events(out)
     assert [e["event"] for e in events if e["event"].startswith("patient_")] == ["patient_submitted",
                                                                                  "patient_cancelled"]
     assert events[-1]["event"] == "batch_cancelled"
+    assert "the same batch command continues it" in events[-2]["reason"]
     summary = read_csv(out / "cohort_summary.csv")
     assert summary[0]["status"] == "cancelled"

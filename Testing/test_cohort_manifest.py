@@ -73,8 +73,12 @@ def test_a_missing_manifest_is_named(tmp_path):
 
 def test_summary_means_leave_the_reference_frame_out(tiny_run, tmp_path):
     """Per-patient means from a real run folder equal the means of its metrics.csv without the reference row; a
-    patient never run is listed with its status."""
-    patients = [patient_metrics("a", tiny_run.root), patient_metrics("b", tmp_path / "missing", "failed", "why")]
+    patient never run, or with a damaged run.json, is listed with its status."""
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "run.json").write_text("{not json")
+    patients = [patient_metrics("a", tiny_run.root), patient_metrics("b", tmp_path / "missing", "failed", "why"),
+                patient_metrics("c", damaged)]
     means = write_cohort_summary(tmp_path, patients)
     with open(tmp_path / "cohort_summary.csv", newline="") as stream:
         rows = {row["patient"]: row for row in csv.DictReader(stream)}
@@ -83,6 +87,7 @@ def test_summary_means_leave_the_reference_frame_out(tiny_run, tmp_path):
     assert float(rows["a"]["hd95_mm_mean"]) == pytest.approx(np.mean([r["hd95_mm"] for r in own]), rel=1e-5)
     assert rows["a"]["status"] == "finished" and rows["a"]["frames_finished"] == "4"
     assert (rows["b"]["status"], rows["b"]["reason"], rows["b"]["dice_mean"]) == ("failed", "why", "")
+    assert rows["c"]["status"] == "unreadable" and "not valid JSON" in rows["c"]["reason"]
     assert means["dice_mean"][2] == 1  # over the one patient with values
     with open(tmp_path / "cohort_metrics.csv", newline="") as stream:
         metric_rows = list(csv.DictReader(stream))

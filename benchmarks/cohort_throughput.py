@@ -42,8 +42,8 @@ def mean_dice(cohort: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--patients", type=int, default=4)
-    parser.add_argument("--frames", type=int, default=5)
+    parser.add_argument("--patients", type=int, default=2)
+    parser.add_argument("--frames", type=int, default=4)
     parser.add_argument("--spacing", type=float, default=3.5, help="phantom voxel size in mm")
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--device", default="cpu")

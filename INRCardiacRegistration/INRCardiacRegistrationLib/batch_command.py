@@ -72,7 +72,9 @@ class BatchProgress(TerminalBar):
 
         kind = event["event"]
         patient = event.get("patient")
-        if kind == "patient_skipped":
+        if kind == "warning":
+            self.write(f"inr-cardiac batch: warning: {event['text']}")
+        elif kind == "patient_skipped":
             self.write(f"{patient}: finished before, skipped")
         elif kind == "patient_submitted" and self.bar is None:
             self.bar = tqdm(total=event["queued"], unit="patient", dynamic_ncols=True, file=sys.stderr,

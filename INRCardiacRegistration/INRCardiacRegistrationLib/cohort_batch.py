@@ -27,12 +27,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,8 +130,6 @@ def _attempt_marker(batch: str) -> str:
 
 def _failure_reason(lines: list[str], code: int | None) -> str:
     if code is not None and code < 0:
-        import signal
-
         name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
         return f"the worker was killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "")
     for line in reversed(lines):
@@ -219,6 +219,30 @@ def _cuda_devices() -> int:
         return torch.cuda.device_count() if torch.cuda.is_available() else 0
     except Exception:  # a broken CUDA set-up counts as none
         return 0
+
+
+def _workers_offer(client, gpus: int) -> bool:
+    """Whether some worker of the cluster advertises at least ``gpus`` of the Dask resource ``GPU``."""
+    try:
+        info = client.scheduler_info(n_workers=-1)
+    except TypeError:  # older distributed: every worker is listed anyway
+        info = client.scheduler_info()
+    return any(worker.get("resources", {}).get("GPU", 0) >= gpus for worker in info.get("workers", {}).values())
+
+
+@contextmanager
+def _sigint_ignored():
+    """While inside, SIGINT is ignored, and so are they in the processes started meanwhile (an ignored signal stays
+    ignored across exec): the local Dask workers then survive a Ctrl-C in the terminal, which goes to the whole
+    process group, and the batch alone decides how to stop (it cancels the running patients cleanly)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class CohortBatch:
@@ -318,9 +342,10 @@ class CohortBatch:
         # the batch reports failures and retries itself (per patient, with the reason); Dask's own log lines for a
         # failed attempt ("Compute Failed" and its traceback) would only repeat them
         threads = settings.threads_per_task or max(1, (os.cpu_count() or 1) // workers)
-        cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                           dashboard_address=None, memory_limit=0, silence_logs=logging.CRITICAL,
-                                           resources={"GPU": gpus} if gpus else None)
+        with _sigint_ignored():
+            cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                               dashboard_address=":0", memory_limit=0, silence_logs=logging.CRITICAL,
+                                               resources={"GPU": gpus} if gpus else None)
         return distributed.Client(cluster), cluster, gpus, threads, True
 
     # --- running -----------------------------------------------------------------------------------------
@@ -365,6 +390,9 @@ class CohortBatch:
 
         client, cluster, gpus, threads, local = self._open_client(len(todo))
         try:
+            if gpus and not local and not _workers_offer(client, gpus):
+                self.emit("warning", text=f"no Dask worker offers the resource GPU={gpus} yet (start workers with "
+                                          f"--resources GPU={gpus}); the patients wait until one joins")
             futures = {}
             for patient in todo:
                 task = PatientTask(patient=patient.patient, image=patient.image, options=tuple(self._argv(patient)),

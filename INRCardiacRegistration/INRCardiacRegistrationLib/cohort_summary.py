@@ -73,7 +73,10 @@ def patient_metrics(patient: str, run_dir: str | Path, status: str | None = None
     run = RunFolder(run_dir)
     if not run.exists():
         return PatientMetrics(patient, status or "not run", reason=reason)
-    info = run.read_run_info()
+    try:
+        info = run.read_run_info()
+    except ValueError as error:  # a damaged run.json: listed, not fatal for the cohort's summary
+        return PatientMetrics(patient, status or "unreadable", reason=reason or str(error))
     return PatientMetrics(patient, status or str(info.get("status", "unknown")), int(info.get("frames") or 0),
                           int(info.get("reference_frame") or 0), run.read_metrics(), reason or info.get("error", ""))
 
