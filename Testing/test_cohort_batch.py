@@ -135,6 +135,8 @@ def test_existing_scheduler_gives_the_same_summary(manifest, local_cohort, tmp_p
         address = json.loads(scheduler_file.read_text())["address"]
         workers = _start([sys.executable, "-m", "dask", "worker", address, "--nworkers", "1", "--nthreads", "2",
                           "--resources", "GPU=1", "--no-dashboard"], tmp_path / "workers.log")
+        with distributed.Client(address, timeout="30s") as client:
+            client.wait_for_workers(1, timeout=120)
         out = tmp_path / "cohort"
         # "GPU" is only a Dask resource here (the registrations run on the CPU): one patient at a time on the worker,
         # although it has 2 threads
