@@ -53,6 +53,9 @@ def test_rows_become_patients_with_absolute_paths_and_their_options(tmp_path):
     ("patient,image,options\na,b,--alpha 2\n", "alpha"),
     ("patient,image,options\na,b,--labels x.nii.gz\n", "labels column"),
     ("patient,image,options\na,b,--resume\n", "resumes by itself"),
+    ("patient,image,options\na,b,--out elsewhere\n", "--out is set by the batch"),
+    ("patient,image,options\na,b,--cancel-file stop\n", "set by the batch"),
+    ("patient,image,options\na,b,extra.nii.gz\n", "unrecognized arguments"),
     ("patient,image,options\na,b,\"--alpha '1\"\n", "cannot split"),
     ("patient,image\n", "no patients"),
 ])
@@ -110,3 +113,23 @@ def test_phase_curves_share_frames_or_interpolate_in_phase():
                                   _patient("b", 2, [1, 0.5])], "dice")
     assert axis.tolist() == [0, 25, 50, 75]
     assert curves[1][2] == 0.5 and np.isnan(curves[1][[0, 1, 3]]).all()  # b only has its 50 % frame
+
+
+def test_local_workers_get_their_share_of_the_visible_gpus():
+    """Worker i of the local cluster gets GPUs i*G .. i*G+G-1 of what the batch itself may use."""
+    from INRCardiacRegistrationLib.cohort_batch import PatientFailed, gpu_slot
+
+    assert gpu_slot(None, 1, 1) == "1"
+    assert gpu_slot(None, 1, 2) == "2,3"
+    assert gpu_slot("4,6", 1, 1) == "6"  # the batch was given GPUs 4 and 6: never 0 or 1
+    assert gpu_slot("GPU-aa,GPU-bb,GPU-cc,GPU-dd", 1, 2) == "GPU-cc,GPU-dd"
+    with pytest.raises(PatientFailed):
+        gpu_slot("3", 1, 1)
+
+
+def test_a_patient_cancelled_by_anything_but_the_batch_counts_as_not_finished():
+    from INRCardiacRegistrationLib.cohort_batch import BatchResult, PatientOutcome
+
+    result = BatchResult("finished", {"a": PatientOutcome("a", "finished"), "b": PatientOutcome("b", "cancelled"),
+                                      "c": PatientOutcome("c", "failed", "why")})
+    assert result.failed == ["b", "c"]

@@ -337,3 +337,17 @@ def test_a_run_from_before_a_new_config_field_still_resumes(finished_run, tmp_pa
         del info["config"][name]
     (old / "run.json").write_text(json.dumps(info))
     assert main(["register", "--out", str(old), "--resume", "--quiet", "--no-report", "--device", "cpu"]) == 0
+
+
+def test_a_stop_asked_before_the_run_starts_writes_nothing(tiny_phantom, tmp_path):
+    """What a batch task passes to its worker: a cohort cancel file that exists, or a parent that is already gone,
+    stop the worker before it writes anything (exit 130); the file is never removed by the worker."""
+    stop = tmp_path / "cancel"
+    stop.write_text("cancel\n")
+    out = tmp_path / "run"
+    assert main(register_argv(tiny_phantom, out, "--quiet", "--cancel-file", str(stop))) == 130
+    assert stop.exists() and not out.exists()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert main(register_argv(tiny_phantom, out, "--quiet", "--exit-with-parent", str(gone.pid))) == 130
+    assert not out.exists()

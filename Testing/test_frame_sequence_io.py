@@ -538,6 +538,9 @@ def test_gzip_of_several_members_or_with_an_unexpected_size_is_read_whole(tmp_pa
     two.write_bytes(gzip.compress(raw[:1000]) + gzip.compress(raw[1000:]))
     require_complete_gzip(two, "image")
     assert np.array_equal(Volume.read(two).array, Volume.read(tmp_path / "frame.nii").array)
+    padded = tmp_path / "padded.nii.gz"  # zero padding after the stream: gzip readers skip it
+    padded.write_bytes(gzip.compress(raw) + bytes(512))
+    assert np.array_equal(Volume.read(padded).array, Volume.read(tmp_path / "frame.nii").array)
     other = tmp_path / "notes.txt.gz"
     other.write_bytes(gzip.compress(b"x" * 5000)[:-6])
     with pytest.raises(ValueError, match="truncated"):

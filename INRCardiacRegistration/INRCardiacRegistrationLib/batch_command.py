@@ -1,9 +1,9 @@
 """``inr-cardiac batch MANIFEST.csv --out COHORT_DIR``: register a cohort, one patient per Dask task.
 
 See :mod:`cohort_manifest` for the manifest, :mod:`cohort_batch` for the cohort folder and the executors,
-:mod:`cohort_summary` for the summary files. Exit codes: 0 every patient finished, 1 some failed (the others are
-done; the failures are listed with their reasons), 2 bad manifest or options (nothing run), 130 cancelled
-(re-run the same command to continue).
+:mod:`cohort_summary` for the summary files. Exit codes: 0 every patient finished; 1 some did not (failed, or
+cancelled by anything but this batch; the others are done and each one is listed with its reason); 2 bad manifest
+or options (nothing run); 130 cancelled (re-run the same command to continue).
 """
 
 from __future__ import annotations
@@ -117,8 +117,8 @@ def run(args: argparse.Namespace) -> int:
         print("inr-cardiac batch: cancelled; re-run the same command to continue", file=sys.stderr)
         return EXIT_CANCELLED
     if result.failed:
-        print(f"inr-cardiac batch: {len(result.failed)} patient(s) failed: {', '.join(result.failed)} (reasons above "
-              f"and in {batch.root}/runs/PATIENT/worker.log); re-run the same command to try them again",
-              file=sys.stderr)
+        listed = ", ".join(f"{p} ({result.outcomes[p].status})" for p in result.failed)
+        print(f"inr-cardiac batch: {len(result.failed)} patient(s) did not finish: {listed} (reasons above and in "
+              f"{batch.root}/runs/PATIENT/worker.log); re-run the same command to try them again", file=sys.stderr)
         return EXIT_FAILED
     return 0

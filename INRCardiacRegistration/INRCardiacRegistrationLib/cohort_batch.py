@@ -108,7 +108,8 @@ class BatchResult:
 
     @property
     def failed(self) -> list[str]:
-        return [p for p, o in self.outcomes.items() if o.status in ("failed", "bad input")]
+        """Patients that did not finish (failed, or cancelled, or never reported back)."""
+        return [p for p, o in self.outcomes.items() if o.status != "finished"]
 
 
 # --- the task (runs on a Dask worker) ------------------------------------------------------------------------
@@ -141,6 +142,18 @@ def _failure_reason(lines: list[str], code: int | None) -> str:
     return body[-1].strip() if body else f"exit code {code}"
 
 
+def gpu_slot(visible: str | None, index: int, gpus: int) -> str:
+    """``CUDA_VISIBLE_DEVICES`` for local worker ``index`` holding ``gpus`` GPUs: its share of the devices this
+    machine shows (``visible``, the batch's own ``CUDA_VISIBLE_DEVICES``; None: all, numbered from 0)."""
+    devices = [d.strip() for d in visible.split(",") if d.strip()] if visible is not None else None
+    wanted = range(index * gpus, index * gpus + gpus)
+    if devices is None:
+        return ",".join(str(k) for k in wanted)
+    if wanted.stop > len(devices):
+        raise PatientFailed(f"worker {index} needs GPUs {list(wanted)} of CUDA_VISIBLE_DEVICES={visible}")
+    return ",".join(devices[k] for k in wanted)
+
+
 def _local_worker_index() -> int:
     from distributed import get_worker
 
@@ -161,26 +174,27 @@ def register_patient(task: PatientTask) -> dict:
         return {**result, "reason": "already finished"}
     if Path(task.cancel_path).exists():
         return {**result, "status": "cancelled", "reason": "the batch was cancelled before this patient started"}
-    options = [*task.options, "--exit-with-parent", "--lock-wait", f"{task.lock_wait_s:g}"]
-    if run.exists():
-        options.append("--resume")
+    # --resume continues a run folder or starts a new one; deciding here, before the child holds the folder's lock,
+    # would race with an earlier worker that is still writing it
+    options = [*task.options, "--resume", "--exit-with-parent", str(os.getpid()), "--cancel-file", task.cancel_path,
+               "--lock-wait", f"{task.lock_wait_s:g}"]
+    resuming = run.exists()
     env = worker_environment()
     if task.threads:
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             env[name] = str(task.threads)
     if task.gpus and task.gpu_slots:
-        first = _local_worker_index() * task.gpus
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(first + k) for k in range(task.gpus))
+        env["CUDA_VISIBLE_DEVICES"] = gpu_slot(os.environ.get("CUDA_VISIBLE_DEVICES"), _local_worker_index(), task.gpus)
     run.root.mkdir(parents=True, exist_ok=True)
     with open(run.log_path, "a", encoding="utf-8") as log:
         log.write(f"\n{_attempt_marker(task.batch)} on {socket.gethostname()} at {time.strftime('%Y-%m-%d %H:%M:%S')}"
-                  f"{' (resume)' if '--resume' in options else ''}\n")
+                  f"{' (resume)' if resuming else ''}\n")
     started = time.perf_counter()
     worker = WorkerProcess(register_command_line(sys.executable, task.image, task.run_dir, options), run.root,
                            env).start()
     while worker.running:
-        if Path(task.cancel_path).exists():
-            worker.cancel(grace_s=60.0)
+        if Path(task.cancel_path).exists():  # the worker watches the file itself; this is the fallback
+            worker.cancel(grace_s=120.0, terminate_s=30.0)
             break
         time.sleep(0.5)
     code = worker.wait()
@@ -221,13 +235,25 @@ def _cuda_devices() -> int:
         return 0
 
 
-def _workers_offer(client, gpus: int) -> bool:
-    """Whether some worker of the cluster advertises at least ``gpus`` of the Dask resource ``GPU``."""
+def _workers(client) -> list[dict]:
+    """The scheduler's description of every worker (empty when the scheduler cannot be asked)."""
     try:
-        info = client.scheduler_info(n_workers=-1)
-    except TypeError:  # older distributed: every worker is listed anyway
-        info = client.scheduler_info()
-    return any(worker.get("resources", {}).get("GPU", 0) >= gpus for worker in info.get("workers", {}).values())
+        try:
+            info = client.scheduler_info(n_workers=-1)
+        except TypeError:  # older distributed: every worker is listed anyway
+            info = client.scheduler_info()
+    except Exception:  # a lost scheduler counts as no workers
+        return []
+    return list(info.get("workers", {}).values())
+
+
+def _workers_alive(client) -> bool:
+    return bool(_workers(client))
+
+
+def _gpus_offered(client) -> list[float]:
+    """The ``GPU`` resource of each worker (0 where it has none)."""
+    return [worker.get("resources", {}).get("GPU", 0) for worker in _workers(client)]
 
 
 @contextmanager
@@ -300,8 +326,10 @@ class CohortBatch:
             if stored.get("format") != COHORT_FORMAT:
                 raise ValueError(f"{path} has format {stored.get('format')!r}, expected {COHORT_FORMAT!r}")
         before = stored.get("patients", {})
-        changed = [p.patient for p in self.patients if p.patient in before and self.run_folder(p.patient).exists()
-                   and before[p.patient] != {"image": p.image, "options": self._argv(p)}]
+        folded = {name.casefold(): record for name, record in before.items()}  # one folder on case-insensitive disks
+        changed = [p.patient for p in self.patients if p.patient.casefold() in folded
+                   and self.run_folder(p.patient).exists()
+                   and folded[p.patient.casefold()] != {"image": p.image, "options": self._argv(p)}]
         if changed:
             raise ValueError(f"{self.root} was run with other inputs or options for {', '.join(changed[:5])}"
                              f"{' ...' if len(changed) > 5 else ''}: use the same manifest and --options, a new --out, "
@@ -346,7 +374,11 @@ class CohortBatch:
             cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                dashboard_address=":0", memory_limit=0, silence_logs=logging.CRITICAL,
                                                resources={"GPU": gpus} if gpus else None)
-        return distributed.Client(cluster), cluster, gpus, threads, True
+        try:
+            return distributed.Client(cluster), cluster, gpus, threads, True
+        except BaseException:
+            cluster.close()
+            raise
 
     # --- running -----------------------------------------------------------------------------------------
     def run(self) -> BatchResult:
@@ -390,9 +422,13 @@ class CohortBatch:
 
         client, cluster, gpus, threads, local = self._open_client(len(todo))
         try:
-            if gpus and not local and not _workers_offer(client, gpus):
+            offered = [] if local else _gpus_offered(client)
+            if gpus and not local and not any(g >= gpus for g in offered):
                 self.emit("warning", text=f"no Dask worker offers the resource GPU={gpus} yet (start workers with "
                                           f"--resources GPU={gpus}); the patients wait until one joins")
+            elif not gpus and any(offered):
+                self.emit("warning", text="the Dask workers offer GPUs but --gpus-per-task is 0: a worker with "
+                                          "several threads runs several patients on its GPU at once")
             futures = {}
             for patient in todo:
                 task = PatientTask(patient=patient.patient, image=patient.image, options=tuple(self._argv(patient)),
@@ -416,8 +452,9 @@ class CohortBatch:
                     write_text_atomic(self.cancel_path, "cancel\n")
                     cancelled_at = time.monotonic()
                 elif cancelled_at is not None and (time.monotonic() - cancelled_at > self.settings.cancel_grace_s
-                                                   or not any(self.run_folder(p).is_locked() for p in pending)):
-                    break  # no worker writes any more (a Ctrl-C may also have ended the local Dask workers)
+                                                   or (not _workers_alive(client)
+                                                       and not any(self.run_folder(p).is_locked() for p in pending))):
+                    break  # the tasks cannot report back any more and no registration writes
                 running = {}
                 for patient in pending:
                     reader, progress = readers[patient]

@@ -32,7 +32,7 @@ _PATIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # register options that the manifest's columns or the batch itself set
 _RESERVED = {"labels": "the labels column", "landmarks": "the landmarks column",
              "landmarks_annotated": "the landmarks_annotated column", "resume": "the batch (it resumes by itself)",
-             "lock_wait": "the batch", "exit_with_parent": "the batch"}
+             "lock_wait": "the batch", "exit_with_parent": "the batch", "cancel_file": "the batch"}
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,8 @@ def check_register_options(options: list[str], where: str) -> argparse.Namespace
         args = parser.parse_args(["register", "IMAGE", "--out", "RUN_DIR", *options])
     except ValueError as error:
         raise ValueError(f"{where}: {error}") from None
+    if args.out != Path("RUN_DIR"):
+        raise ValueError(f"{where}: --out is set by the batch (COHORT_DIR/runs/PATIENT), not by options")
     for key, owner in _RESERVED.items():
         if getattr(args, key) not in (None, False, 0.0):
             raise ValueError(f"{where}: --{key.replace('_', '-')} is set by {owner}, not by options")

@@ -3,13 +3,14 @@
 Files written into the cohort folder (atomically):
 
 ``cohort_metrics.csv``
-    one row per patient and finished frame: ``patient, frames, reference_frame, is_reference, phase_pct`` and
-    the run's :data:`run_folder.METRIC_COLUMNS`. ``phase_pct`` = 100 * frame / frames, the frame's position in
+    one row per patient and finished frame: ``patient, status, frames, reference_frame, is_reference,
+    phase_pct`` and the run's :data:`run_folder.METRIC_COLUMNS` (unfinished patients' frames too: filter on
+    ``status``). ``phase_pct`` = 100 * frame / frames, the frame's position in
     the cycle (the paper's "scan percentage" when the frames are evenly spaced over the R-R interval).
 ``cohort_summary.csv``
     one row per manifest patient: ``status`` (finished, failed, cancelled, not run), frames finished, the means
     over its non-reference frames of Dice, HD95 (mm), TRE (mm), the largest folding %, the summed training
-    seconds, and ``reason`` for a failure.
+    seconds, and ``reason`` for a failure. The cohort means printed, and the plot, use finished patients only.
 ``cohort_report.png``
     Dice (and HD95, and TRE where annotated) against ``phase_pct`` of the frame registered to (the reference
     frame itself left out): mean over patients with one standard deviation shaded and each patient as a thin
@@ -34,7 +35,7 @@ from .run_folder import METRIC_COLUMNS, RunFolder
 METRICS_FILE = "cohort_metrics.csv"
 SUMMARY_FILE = "cohort_summary.csv"
 REPORT_FILE = "cohort_report.png"
-METRIC_ROW_COLUMNS = ("patient", "frames", "reference_frame", "is_reference", "phase_pct", *METRIC_COLUMNS)
+METRIC_ROW_COLUMNS = ("patient", "status", "frames", "reference_frame", "is_reference", "phase_pct", *METRIC_COLUMNS)
 SUMMARY_COLUMNS = ("patient", "status", "frames", "frames_finished", "dice_mean", "hd95_mm_mean", "tre_mm_mean",
                    "negative_jacobian_pct_max", "seconds_total", "reason")
 _MEANS = (("dice_mean", "dice"), ("hd95_mm_mean", "hd95_mm"), ("tre_mm_mean", "tre_mm"))
@@ -103,7 +104,7 @@ def metric_rows(patients: list[PatientMetrics]) -> list[dict]:
     rows = []
     for patient in patients:
         for row in sorted(patient.rows, key=lambda r: r["frame"]):
-            rows.append({"patient": patient.patient, "frames": patient.frames,
+            rows.append({"patient": patient.patient, "status": patient.status, "frames": patient.frames,
                          "reference_frame": patient.reference_frame,
                          "is_reference": row["frame"] == patient.reference_frame,
                          "phase_pct": 100.0 * row["frame"] / patient.frames if patient.frames else None, **row})
@@ -112,16 +113,19 @@ def metric_rows(patients: list[PatientMetrics]) -> list[dict]:
 
 def write_cohort_summary(cohort_dir: str | Path, patients: list[PatientMetrics], report: bool = True) -> dict:
     """Write ``cohort_metrics.csv``, ``cohort_summary.csv`` and (unless ``report`` is False) ``cohort_report.png``
-    into ``cohort_dir``; returns the cohort means (over patients that have values) as a dict."""
+    into ``cohort_dir``; returns the cohort means as a dict. The means and the plot take the finished patients
+    only (a failed or cancelled run's frames are a biased part of its cycle); the CSVs list everyone."""
     cohort_dir = Path(cohort_dir)
     write_text_atomic(cohort_dir / METRICS_FILE, _csv_text(METRIC_ROW_COLUMNS, metric_rows(patients)))
     summary = [patient.summary_row() for patient in patients]
     write_text_atomic(cohort_dir / SUMMARY_FILE, _csv_text(SUMMARY_COLUMNS, summary))
-    if report:
-        write_cohort_report(cohort_dir / REPORT_FILE, patients)
+    finished = [patient for patient in patients if patient.status == "finished"]
+    if report and write_cohort_report(cohort_dir / REPORT_FILE, finished) is None:
+        (cohort_dir / REPORT_FILE).unlink(missing_ok=True)  # no finished patient: no plot, and no stale one
     means = {}
     for name, _ in _MEANS:
-        values = np.asarray([row[name] for row in summary if row[name] is not None], dtype=float)
+        values = np.asarray([row[name] for row in summary if row[name] is not None and row["status"] == "finished"],
+                            dtype=float)
         means[name] = (float(values.mean()), float(values.std()), int(values.size)) if values.size else None
     return means
 
@@ -186,9 +190,8 @@ def write_cohort_report(path: str | Path, patients: list[PatientMetrics]) -> Pat
     if not panels:
         return None
     figure = Figure(figsize=(5.0 * len(panels), 4.0), layout="constrained")
-    finished = sum(p.status == "finished" for p in patients)
-    figure.suptitle(f"Cohort: {len(patients)} patients, {finished} finished; reference frame -> each frame, mean over "
-                    "patients, shaded 1 SD")
+    figure.suptitle(f"Cohort: {len(patients)} finished patients; reference frame -> each frame, mean over patients, "
+                    "shaded 1 SD")
     for index, (label, axis, curves) in enumerate(panels):
         ax = figure.add_subplot(1, len(panels), index + 1)
         for curve in curves:

@@ -481,7 +481,7 @@ def register_cycle(inputs: CycleInputs, config: CycleConfig, run_dir, *, resume:
             with ``status == "cancelled"``.
         lock_wait_s: while another process writes ``run_dir`` (it holds the folder's lock), wait up to this many
             seconds for it to end (``lock_waiting`` is told who holds it), then raise :class:`file_lock.LockBusy`
-            (nothing written).
+            (nothing written); a cancel while waiting raises it at once.
 
     Raises ValueError for inconsistent inputs or settings (before writing anything); an error once the run has
     started is recorded as a ``failed`` event and status in ``run.json`` and raised as :class:`CycleFailed`.
@@ -495,7 +495,7 @@ def register_cycle(inputs: CycleInputs, config: CycleConfig, run_dir, *, resume:
         raise ValueError(f"output folder {run.root} exists and is not a folder")
     cycle = _CycleRun(inputs, config, run, progress, cancel)
     cycle.check(description or {}, resume)  # bad settings fail before anything (the lock file too) is written
-    with run.lock(wait_s=lock_wait_s, on_wait=lock_waiting):
+    with run.lock(wait_s=lock_wait_s, on_wait=lock_waiting, give_up=lambda: is_cancelled(cancel)):
         return _register_locked(cycle, description, resume, warnings_text)
 
 

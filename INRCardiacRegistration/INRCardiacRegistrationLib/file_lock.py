@@ -1,16 +1,20 @@
 """An exclusive lock between processes, held on a file (``flock`` on POSIX, ``msvcrt.locking`` on Windows).
 
 The operating system drops the lock when the holding process ends, however it ends (a crash or ``kill -9``
-included), so a stale lock file never blocks anyone. The holder writes ``pid host start-time`` into the file for
-the message others get while it is busy.
+included), so a stale lock file never blocks anyone on a local file system. On NFS (v4, or v3 with lockd) the lock
+holds between hosts too, but one held by a machine that died lasts until the server's lease expires (about a
+minute or two). A file system without locks (some Lustre, BeeGFS or SMB mounts) gives a warning and no lock. The
+holder writes ``pid host start-time`` into the file for the message others get while it is busy.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +22,10 @@ from pathlib import Path
 
 class LockBusy(RuntimeError):
     """The lock is held by another process (the message names it)."""
+
+
+class LocksUnsupported(OSError):
+    """The file system refuses ``flock`` (ENOLCK, ENOSYS, EOPNOTSUPP ...)."""
 
 
 def _try_lock(fd: int) -> bool:
@@ -36,6 +44,10 @@ def _try_lock(fd: int) -> bool:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
+    except OSError as error:
+        if error.errno in (errno.EAGAIN, errno.EACCES):
+            return False
+        raise LocksUnsupported(str(error)) from error
     return True
 
 
@@ -71,17 +83,21 @@ def is_locked(path: str | Path) -> bool:
             return True
         _unlock(fd)
         return False
+    except LocksUnsupported:
+        return False
     finally:
         os.close(fd)
 
 
 @contextmanager
 def exclusive_lock(path: str | Path, wait_s: float = 0.0, poll_s: float = 0.5,
-                   on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+                   on_wait: Callable[[str], None] | None = None,
+                   give_up: Callable[[], bool] | None = None) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (created if missing) while inside.
 
     If another process holds it, retry every ``poll_s`` seconds for up to ``wait_s`` seconds (``on_wait`` is
-    called once with the holder's description), then raise :class:`LockBusy`.
+    called once with the holder's description; ``give_up()`` returning True ends the wait early), then raise
+    :class:`LockBusy`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,13 +105,22 @@ def exclusive_lock(path: str | Path, wait_s: float = 0.0, poll_s: float = 0.5,
     try:
         deadline = time.monotonic() + max(0.0, wait_s)
         told = False
-        while not _try_lock(fd):
-            if time.monotonic() >= deadline:
-                raise LockBusy(f"{path.parent} is in use by another process ({lock_holder(path)})")
-            if not told and on_wait is not None:
-                on_wait(lock_holder(path))
-                told = True
-            time.sleep(poll_s)
+        unsupported = None
+        try:
+            while not _try_lock(fd):
+                if time.monotonic() >= deadline or (give_up is not None and give_up()):
+                    raise LockBusy(f"{path.parent} is in use by another process ({lock_holder(path)})")
+                if not told and on_wait is not None:
+                    on_wait(lock_holder(path))
+                    told = True
+                time.sleep(poll_s)
+        except LocksUnsupported as error:
+            unsupported = error
+        if unsupported is not None:
+            warnings.warn(f"{path}: the file system does not support locks ({unsupported}); nothing prevents two "
+                          "processes from writing this folder at once", stacklevel=3)
+            yield
+            return
         try:
             stamp = f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n"
             if sys.platform != "win32":  # on Windows the locked byte cannot be rewritten while held

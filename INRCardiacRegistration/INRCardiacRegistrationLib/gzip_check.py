@@ -42,21 +42,31 @@ def _nifti_expected_size(header: bytes) -> int | None:
 
 
 def _stream_is_complete(path: Path) -> bool:
-    """Decompress every gzip member of ``path``; True when the last one ends with its end-of-stream marker."""
+    """Decompress every gzip member of ``path`` (output discarded, memory bounded); True when the last one ends
+    with its end-of-stream marker, followed by nothing or by zero padding (which gzip readers skip)."""
+    decompressor = zlib.decompressobj(wbits=31)
+    padding = False
     with open(path, "rb") as stream:
-        decompressor = zlib.decompressobj(wbits=31)
-        while True:
-            chunk = stream.read(_CHUNK)
-            if not chunk:
-                return decompressor.eof
-            try:
-                decompressor.decompress(chunk)
-                while decompressor.eof and decompressor.unused_data:  # a further gzip member
-                    rest = decompressor.unused_data
+        while chunk := stream.read(_CHUNK):
+            data = chunk
+            while data:
+                if padding:
+                    if data.count(0) != len(data):
+                        return False  # something after the zero padding
+                    break
+                if decompressor.eof:  # a member ended: another member follows, or zero padding
+                    if data[0] == 0:
+                        padding = True
+                        continue
                     decompressor = zlib.decompressobj(wbits=31)
-                    decompressor.decompress(rest)
-            except zlib.error:
-                return False
+                try:
+                    decompressor.decompress(data, _CHUNK)
+                    while decompressor.unconsumed_tail and not decompressor.eof:
+                        decompressor.decompress(decompressor.unconsumed_tail, _CHUNK)
+                except zlib.error:
+                    return False
+                data = decompressor.unused_data if decompressor.eof else b""
+    return decompressor.eof
 
 
 def require_complete_gzip(path: str | Path, name: str) -> None:
@@ -76,7 +86,9 @@ def require_complete_gzip(path: str | Path, name: str) -> None:
     try:
         with gzip.open(path, "rb") as stream:
             header = stream.read(540)
-    except (OSError, EOFError, zlib.error) as error:
+    except EOFError as error:
+        raise ValueError(f"{name}: {path} is truncated (its gzip stream ends within the header)") from error
+    except (OSError, zlib.error) as error:
         raise ValueError(f"{name}: {path} is not a readable gzip file ({error})") from error
     expected = _nifti_expected_size(header)
     if expected is not None and expected % (1 << 32) == stored:

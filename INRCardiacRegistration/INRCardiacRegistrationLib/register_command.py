@@ -68,9 +68,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     cycle.add_argument("--lock-wait", type=float, default=0.0, metavar="S",
                        help="if another worker is writing RUN_DIR, wait up to S seconds for it to end (default 0: "
                             "fail at once, exit code 1)")
-    cycle.add_argument("--exit-with-parent", action="store_true",
-                       help="stop cleanly (as on cancel) when the process that started this one ends; batch runs "
-                            "use it so that killing the batch leaves no orphan")
+    cycle.add_argument("--exit-with-parent", type=int, nargs="?", const=0, default=None, metavar="PID",
+                       help="stop cleanly (as on cancel) when process PID (default: the one that started this one) "
+                            "ends; batch runs use it so that killing the batch leaves no orphan")
+    cycle.add_argument("--cancel-file", action="append", type=Path, metavar="PATH",
+                       help="also stop cleanly when PATH exists (repeatable; unlike RUN_DIR/cancel it is never "
+                            "removed); batch runs pass the cohort's cancel file")
     cycle.add_argument("--no-report", action="store_true", help="do not write report.png")
     cycle.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_arguments(parser)
@@ -154,19 +157,33 @@ def apply_cycle_defaults(args: argparse.Namespace) -> None:
             setattr(args, key, getattr(defaults, key))
 
 
-def stop_with_parent(event: threading.Event, poll_s: float = 0.5) -> threading.Thread:
-    """Set ``event`` once this process's parent has ended (POSIX: the parent pid changes when it is re-parented);
-    a daemon thread that polls every ``poll_s`` seconds."""
-    parent = os.getppid()
+def watch_for_stop(event: threading.Event, parent: int | None = None, files: list[Path] | None = None,
+                   poll_s: float = 0.5) -> threading.Thread:
+    """Set ``event`` once process ``parent`` has ended (0: this process's parent now; POSIX: a process whose
+    parent ends is re-parented, so its parent pid changes) or one of ``files`` exists; a daemon thread that polls
+    every ``poll_s`` seconds (and once before it returns)."""
+    watched = os.getppid() if parent == 0 else parent
+    files = list(files or [])
+
+    def reason() -> str | None:
+        if watched is not None and os.getppid() != watched:
+            return f"the parent process {watched} ended"
+        found = next((path for path in files if path.exists()), None)
+        return None if found is None else f"{found} exists"
+
+    def check() -> bool:
+        why = reason()
+        if why is not None:
+            print(f"inr-cardiac register: {why}; stopping after the saved frames", file=sys.stderr)
+            event.set()
+        return event.is_set()
 
     def watch() -> None:
-        while not event.wait(poll_s):
-            if os.getppid() != parent:
-                print("inr-cardiac register: the parent process ended; stopping after the saved frames",
-                      file=sys.stderr)
-                event.set()
+        while not event.wait(poll_s) and not check():
+            pass
 
-    thread = threading.Thread(target=watch, name="stop-with-parent", daemon=True)
+    check()  # the first time before returning, so that a stop already due is seen by the caller
+    thread = threading.Thread(target=watch, name="watch-for-stop", daemon=True)
     thread.start()
     return thread
 
@@ -278,18 +295,22 @@ def run(args: argparse.Namespace) -> int:
     from .file_lock import LockBusy
     from .run_folder import RunFolder
 
+    event = threading.Event()
+    if args.exit_with_parent is not None or args.cancel_file:
+        watch_for_stop(event, args.exit_with_parent, args.cancel_file)
     if args.resume and args.image is None:
         _settings_from_run(args)
     apply_cycle_defaults(args)
     config = cycle_config_from_arguments(args)
-    inputs, texts = load_cycle_inputs(args)
+    with cancel_on_signals(event):  # a stop while the frames load ends here, before anything is written
+        inputs, texts = load_cycle_inputs(args)
     for text in texts:
         print(f"inr-cardiac register: warning: {text}", file=sys.stderr)
-    event = threading.Event()
+    if event.is_set():
+        print("inr-cardiac register: cancelled before the run started (nothing written)", file=sys.stderr)
+        return EXIT_CANCELLED
     progress = TerminalProgress(args.quiet)
     run_folder = RunFolder(args.out)
-    if args.exit_with_parent:
-        stop_with_parent(event)
 
     def say_waiting(holder: str) -> None:
         print(f"inr-cardiac register: {args.out} is in use ({holder}); waiting up to {args.lock_wait:g} s",
@@ -301,6 +322,10 @@ def run(args: argparse.Namespace) -> int:
                                     warnings_text=texts, progress=progress, cancel=event,
                                     lock_wait_s=args.lock_wait, lock_waiting=say_waiting)
     except LockBusy as busy:
+        if event.is_set():
+            print("inr-cardiac register: cancelled while waiting for the run folder (nothing written)",
+                  file=sys.stderr)
+            return EXIT_CANCELLED
         print(f"inr-cardiac register: error: {busy}; it stops by itself after its current iteration once "
               f"cancelled (touch {run_folder.cancel_path})", file=sys.stderr)
         return EXIT_FAILED

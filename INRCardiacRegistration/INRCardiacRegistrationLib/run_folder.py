@@ -222,11 +222,11 @@ class RunFolder:
         return events
 
     # --- one writer at a time --------------------------------------------------------------------------
-    def lock(self, wait_s: float = 0.0, on_wait=None):
+    def lock(self, wait_s: float = 0.0, on_wait=None, give_up=None):
         """Context manager: hold the folder's lock while writing it. Another worker (a second ``register`` on
         the same folder, an orphan of a killed batch still stopping) makes it wait up to ``wait_s`` seconds and
         then raise :class:`file_lock.LockBusy`; the lock dies with its process, so a crash never leaves it."""
-        return exclusive_lock(self.lock_path, wait_s=wait_s, on_wait=on_wait)
+        return exclusive_lock(self.lock_path, wait_s=wait_s, on_wait=on_wait, give_up=give_up)
 
     def is_locked(self) -> bool:
         """Whether a worker is writing the folder now (holds its lock)."""
