@@ -9,14 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-from tqdm import tqdm
-
 from .config_arguments import add_config_arguments, config_from_arguments
-from .masks import label_mask, sampling_mask
-from .metrics import dice, hd95_mm, negative_jacobian_percent
-from .pair_registration import RegistrationProgress, register_pair
-from .volume import Volume
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -38,6 +31,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from .masks import label_mask, sampling_mask
+    from .metrics import dice, hd95_mm, negative_jacobian_percent
+    from .pair_registration import RegistrationProgress, register_pair
+    from .volume import Volume
+
     config = config_from_arguments(args)
     truth = None
     if args.fixed is None and args.moving is None:
