@@ -22,7 +22,6 @@ distributed = pytest.importorskip("distributed", reason="inr-cardiac batch needs
 
 from conftest import TINY  # noqa: E402
 from INRCardiacRegistrationLib.cli import main  # noqa: E402
-from INRCardiacRegistrationLib.cohort_batch import run_is_finished  # noqa: E402
 from INRCardiacRegistrationLib.phantom import PhantomConfig, generate_phantom  # noqa: E402
 from INRCardiacRegistrationLib.run_folder import RunFolder  # noqa: E402
 
@@ -85,7 +84,7 @@ def test_local_cluster_runs_the_good_patients_and_reports_the_corrupted_one(loca
     assert len(rows) == 2 * FRAMES
     for patient in GOOD:
         run = RunFolder(local_cohort / "runs" / patient)
-        assert run_is_finished(run)
+        assert run.is_finished()
         own = [r for r in run.read_metrics() if r["frame"] != 0]
         for column, mean_column in (("dice", "dice_mean"), ("tre_mm", "tre_mm_mean")):
             expected = sum(r[column] for r in own) / len(own)
@@ -179,7 +178,7 @@ def test_killed_batch_resumes_only_the_remaining_work(manifest, local_cohort, tm
     deadline = time.monotonic() + 300
     while done is None and time.monotonic() < deadline:
         assert process.poll() is None, process.stdout.read().decode()
-        finished = [p for p in GOOD if run_is_finished(runs[p])]
+        finished = [p for p in GOOD if runs[p].is_finished()]
         # exactly frames 0 and 1 saved: two frames left, so the orphan is still busy when it notices the kill
         halfway = [p for p in GOOD if len(runs[p].finished_records(FRAMES)) == 2]
         if finished and halfway:

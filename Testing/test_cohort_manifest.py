@@ -130,6 +130,6 @@ def test_local_workers_get_their_share_of_the_visible_gpus():
 def test_a_patient_cancelled_by_anything_but_the_batch_counts_as_not_finished():
     from INRCardiacRegistrationLib.cohort_batch import BatchResult, PatientOutcome
 
-    result = BatchResult("finished", {"a": PatientOutcome("a", "finished"), "b": PatientOutcome("b", "cancelled"),
-                                      "c": PatientOutcome("c", "failed", "why")})
+    result = BatchResult({"a": PatientOutcome("a", "finished"), "b": PatientOutcome("b", "cancelled"),
+                          "c": PatientOutcome("c", "failed", "why")})
     assert result.failed == ["b", "c"]

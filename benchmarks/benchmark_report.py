@@ -38,7 +38,7 @@ def register_or_reuse(argv: list[str], run_dir: Path) -> float:
     finished run; an unfinished one is resumed. Returns the run's seconds: measured now, or the ones its
     ``run.json`` stored when it is reused."""
     run = RunFolder(run_dir)
-    if run.exists() and run.read_run_info().get("status") == "finished":
+    if run.is_finished():
         return float(run.read_run_info().get("seconds", float("nan")))
     started = time.perf_counter()
     if cli_main([*argv, "--resume"] if run.exists() else argv) != 0:

@@ -102,31 +102,28 @@ class PatientOutcome:
 
 @dataclass
 class BatchResult:
-    status: str
     outcomes: dict[str, PatientOutcome] = field(default_factory=dict)
     summary: str = ""
+    cancelled: bool = False
 
     @property
     def failed(self) -> list[str]:
         """Patients that did not finish (failed, or cancelled, or never reported back)."""
         return [p for p, o in self.outcomes.items() if o.status != "finished"]
 
+    @property
+    def status(self) -> str:
+        """``cancelled`` (the batch was), ``failed`` (some patient did not finish) or ``finished``."""
+        return "cancelled" if self.cancelled else "failed" if self.failed else "finished"
+
 
 # --- the task (runs on a Dask worker) ------------------------------------------------------------------------
-def run_is_finished(run: RunFolder) -> bool:
-    """Whether ``run`` holds a finished run with every frame's record."""
-    if not run.exists():
-        return False
-    try:
-        info = run.read_run_info()
-    except ValueError:
-        return False
-    frames = int(info.get("frames") or 0)
-    return info.get("status") == "finished" and frames > 0 and len(run.finished_records(frames)) == frames
+_ATTEMPT_PREFIX = "# inr-cardiac batch "
+_RESUMABLE = "stopped after its saved frames; the same batch command continues it"
 
 
 def _attempt_marker(batch: str) -> str:
-    return f"# inr-cardiac batch {batch}: attempt"
+    return f"{_ATTEMPT_PREFIX}{batch}: attempt"
 
 
 def _failure_reason(lines: list[str], code: int | None) -> str:
@@ -134,11 +131,11 @@ def _failure_reason(lines: list[str], code: int | None) -> str:
         name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
         return f"the worker was killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "")
     for line in reversed(lines):
-        if line.startswith("# inr-cardiac batch"):
+        if line.startswith(_ATTEMPT_PREFIX):
             break
         if "error" in line.lower() or "failed" in line.lower():
             return line.removeprefix("inr-cardiac register: ").removeprefix("error: ").strip()
-    body = [line for line in lines if not line.startswith("# inr-cardiac batch")]
+    body = [line for line in lines if not line.startswith(_ATTEMPT_PREFIX)]
     return body[-1].strip() if body else f"exit code {code}"
 
 
@@ -170,7 +167,7 @@ def register_patient(task: PatientTask) -> dict:
     """
     run = RunFolder(task.run_dir)
     result = {"patient": task.patient, "status": "finished", "reason": "", "seconds": 0.0}
-    if run_is_finished(run):
+    if run.is_finished():
         return {**result, "reason": "already finished"}
     if Path(task.cancel_path).exists():
         return {**result, "status": "cancelled", "reason": "the batch was cancelled before this patient started"}
@@ -203,7 +200,7 @@ def register_patient(task: PatientTask) -> dict:
     if outcome == "finished":
         return result
     if outcome == "cancelled":
-        return {**result, "reason": "stopped after its saved frames; the same batch command continues it"}
+        return {**result, "reason": _RESUMABLE}
     result["reason"] = _failure_reason(worker.log_tail(40), code)
     if outcome == "bad input":
         return result
@@ -226,15 +223,6 @@ def _import_distributed():
     return distributed
 
 
-def _cuda_devices() -> int:
-    try:
-        import torch
-
-        return torch.cuda.device_count() if torch.cuda.is_available() else 0
-    except Exception:  # a broken CUDA set-up counts as none
-        return 0
-
-
 def _workers(client) -> list[dict]:
     """The scheduler's description of every worker (empty when the scheduler cannot be asked)."""
     try:
@@ -245,10 +233,6 @@ def _workers(client) -> list[dict]:
     except Exception:  # a lost scheduler counts as no workers
         return []
     return list(info.get("workers", {}).values())
-
-
-def _workers_alive(client) -> bool:
-    return bool(_workers(client))
 
 
 def _gpus_offered(client) -> list[float]:
@@ -356,7 +340,9 @@ class CohortBatch:
                 raise ValueError(f"cannot reach the Dask scheduler at {address}: {error}") from error
             return client, None, settings.gpus_per_task or 0, settings.threads_per_task, False
         gpus = settings.gpus_per_task
-        devices = _cuda_devices()
+        from .devices import cuda_device_count  # imports torch: only the local executor needs it
+
+        devices = cuda_device_count()
         if gpus is None:
             gpus = 1 if devices else 0
         if gpus and devices < gpus:
@@ -392,12 +378,12 @@ class CohortBatch:
     def _run_locked(self) -> BatchResult:
         self._check_and_record()
         self.cancel_path.unlink(missing_ok=True)
-        result = BatchResult("finished")
+        result = BatchResult()
         todo = []
         self.emit("batch_started", patients=len(self.patients), executor=self.settings.executor,
                   scheduler=self.settings.scheduler, pid=os.getpid(), host=socket.gethostname())
         for patient in self.patients:
-            if run_is_finished(self.run_folder(patient.patient)):
+            if self.run_folder(patient.patient).is_finished():
                 result.outcomes[patient.patient] = PatientOutcome(patient.patient, "finished")
                 self.emit("patient_skipped", patient=patient.patient, reason="finished before")
             else:
@@ -409,10 +395,7 @@ class CohortBatch:
                    for p in self.patients]
         means = write_cohort_summary(self.root, metrics, report=self.settings.report)
         result.summary = summary_text(metrics, means)
-        if self.cancel.is_set():
-            result.status = "cancelled"
-        elif result.failed:
-            result.status = "failed"
+        result.cancelled = self.cancel.is_set()
         self.emit(f"batch_{'cancelled' if result.status == 'cancelled' else 'finished'}",
                   finished=sum(o.status == "finished" for o in result.outcomes.values()), failed=result.failed)
         return result
@@ -452,7 +435,7 @@ class CohortBatch:
                     write_text_atomic(self.cancel_path, "cancel\n")
                     cancelled_at = time.monotonic()
                 elif cancelled_at is not None and (time.monotonic() - cancelled_at > self.settings.cancel_grace_s
-                                                   or (not _workers_alive(client)
+                                                   or (not _workers(client)
                                                        and not any(self.run_folder(p).is_locked() for p in pending))):
                     break  # the tasks cannot report back any more and no registration writes
                 running = {}
@@ -470,8 +453,7 @@ class CohortBatch:
             for patient in pending:  # cancelled before their task reported back
                 run = self.run_folder(patient)
                 reason = ("still running when the batch stopped waiting; it stops when its worker sees the cancel"
-                          if run.is_locked() else "stopped after its saved frames; the same batch command "
-                          "continues it")
+                          if run.is_locked() else _RESUMABLE)
                 result.outcomes[patient] = PatientOutcome(patient, "cancelled", reason, _attempts(run, self.batch))
                 self.emit("patient_cancelled", patient=patient, reason=reason,
                           attempts=result.outcomes[patient].attempts)

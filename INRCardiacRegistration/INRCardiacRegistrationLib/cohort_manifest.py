@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import difflib
+import functools
 import re
 import shlex
 from dataclasses import dataclass
@@ -64,14 +65,22 @@ class _RaisingParser(argparse.ArgumentParser):
         raise ValueError(message)
 
 
-def check_register_options(options: list[str], where: str) -> argparse.Namespace:
-    """Parse ``options`` with ``register``'s parser and build its configuration (ValueError names ``where``)."""
+@functools.cache
+def _register_parser() -> _RaisingParser:
+    """``inr-cardiac register``'s own parser, raising ValueError instead of exiting (built once)."""
     from . import register_command
 
     parser = _RaisingParser(prog="inr-cardiac", add_help=False)
     register_command.add_parser(parser.add_subparsers(dest="command"))
+    return parser
+
+
+def check_register_options(options: list[str], where: str) -> argparse.Namespace:
+    """Parse ``options`` with ``register``'s parser and build its configuration (ValueError names ``where``)."""
+    from . import register_command
+
     try:
-        args = parser.parse_args(["register", "IMAGE", "--out", "RUN_DIR", *options])
+        args = _register_parser().parse_args(["register", "IMAGE", "--out", "RUN_DIR", *options])
     except ValueError as error:
         raise ValueError(f"{where}: {error}") from None
     if args.out != Path("RUN_DIR"):

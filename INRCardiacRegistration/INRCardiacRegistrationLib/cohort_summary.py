@@ -19,18 +19,15 @@ Files written into the cohort folder (atomically):
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import warnings
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .atomic_file import atomic_path, write_text_atomic
-from .run_folder import METRIC_COLUMNS, RunFolder
+from .run_folder import METRIC_COLUMNS, RunFolder, csv_text
 
 METRICS_FILE = "cohort_metrics.csv"
 SUMMARY_FILE = "cohort_summary.csv"
@@ -82,23 +79,6 @@ def patient_metrics(patient: str, run_dir: str | Path, status: str | None = None
                           int(info.get("reference_frame") or 0), run.read_metrics(), reason or info.get("error", ""))
 
 
-def _cell(value) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return ""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
-def _csv_text(columns: Iterable[str], rows: Iterable[dict]) -> str:
-    stream = io.StringIO()
-    writer = csv.DictWriter(stream, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({key: _cell(row.get(key)) for key in writer.fieldnames})
-    return stream.getvalue()
-
-
 def metric_rows(patients: list[PatientMetrics]) -> list[dict]:
     """The rows of ``cohort_metrics.csv``."""
     rows = []
@@ -116,9 +96,9 @@ def write_cohort_summary(cohort_dir: str | Path, patients: list[PatientMetrics],
     into ``cohort_dir``; returns the cohort means as a dict. The means and the plot take the finished patients
     only (a failed or cancelled run's frames are a biased part of its cycle); the CSVs list everyone."""
     cohort_dir = Path(cohort_dir)
-    write_text_atomic(cohort_dir / METRICS_FILE, _csv_text(METRIC_ROW_COLUMNS, metric_rows(patients)))
+    write_text_atomic(cohort_dir / METRICS_FILE, csv_text(METRIC_ROW_COLUMNS, metric_rows(patients)))
     summary = [patient.summary_row() for patient in patients]
-    write_text_atomic(cohort_dir / SUMMARY_FILE, _csv_text(SUMMARY_COLUMNS, summary))
+    write_text_atomic(cohort_dir / SUMMARY_FILE, csv_text(SUMMARY_COLUMNS, summary))
     finished = [patient for patient in patients if patient.status == "finished"]
     if report and write_cohort_report(cohort_dir / REPORT_FILE, finished) is None:
         (cohort_dir / REPORT_FILE).unlink(missing_ok=True)  # no finished patient: no plot, and no stale one

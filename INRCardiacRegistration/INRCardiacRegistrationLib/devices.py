@@ -30,3 +30,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
                              "device(s) exist")
         return resolved
     raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
+
+
+def cuda_device_count() -> int:
+    """CUDA devices this process may use (0 without CUDA, or when the CUDA set-up is broken)."""
+    try:
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:  # a broken CUDA set-up counts as none
+        return 0

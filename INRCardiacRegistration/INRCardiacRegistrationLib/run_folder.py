@@ -36,6 +36,7 @@ import io
 import json
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -93,6 +94,25 @@ class FrameRecord:
         values = {key: (math.nan if value is None and key not in ("files", "landmark_errors_mm") else value)
                   for key, value in data.items() if key in known}
         return cls(**values)
+
+
+def csv_cell(value) -> str:
+    """A number or text as a metrics CSV cell: 6 significant digits, empty for None/NaN/inf, booleans as 1/0."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def csv_text(columns: Iterable[str], rows: Iterable[dict]) -> str:
+    """A CSV table (header + one line per row, cells by :func:`csv_cell`; missing keys empty) as text."""
+    stream = io.StringIO()
+    writer = csv.DictWriter(stream, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: csv_cell(row.get(key)) for key in writer.fieldnames})
+    return stream.getvalue()
 
 
 def _finite_or_none(value):
@@ -266,16 +286,21 @@ class RunFolder:
         records = {t: self.read_frame_record(t) for t in range(frames)}
         return {t: record for t, record in records.items() if record is not None}
 
+    def is_finished(self) -> bool:
+        """Whether the folder holds a finished run with every frame's record (and files)."""
+        if not self.exists():
+            return False
+        try:
+            info = self.read_run_info()
+        except ValueError:
+            return False
+        frames = int(info.get("frames") or 0)
+        return info.get("status") == "finished" and frames > 0 and len(self.finished_records(frames)) == frames
+
     def write_metrics(self, records: list[FrameRecord]) -> None:
         """``metrics.csv`` and ``metrics.json`` from the given records (ordered by frame)."""
         rows = [record.metrics_row() for record in sorted(records, key=lambda r: r.frame)]
-        stream = io.StringIO()
-        writer = csv.DictWriter(stream, fieldnames=METRIC_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({key: "" if value is None else (f"{value:.6g}" if isinstance(value, float) else value)
-                             for key, value in row.items()})
-        write_text_atomic(self.metrics_csv, stream.getvalue())
+        write_text_atomic(self.metrics_csv, csv_text(METRIC_COLUMNS, rows))
         write_text_atomic(self.metrics_json, json.dumps({"columns": list(METRIC_COLUMNS), "frames": rows},
                                                         indent=2) + "\n")
 
