@@ -56,11 +56,13 @@ class RunNodes:
     index_values: list[str] = field(default_factory=list)  # sequence index value of each frame
 
 
-def _scene(scene):
+def scene_or_default(scene):
+    """``scene``, or Slicer's main scene when None."""
     return scene if scene is not None else slicer.mrmlScene
 
 
-def _sequences_logic():
+def sequences_logic():
+    """The Sequences module's logic (proxy-node updates of a browser)."""
     return slicer.modules.sequences.logic()
 
 
@@ -78,7 +80,8 @@ def _storage_io(scene, node, storage_class, path: Path, write: bool = False) -> 
     return Path(path)
 
 
-def _new_sequence(scene, name: str, index_name: str, index_unit: str, numeric: bool):
+def new_sequence(scene, name: str, index_name: str, index_unit: str, numeric: bool):
+    """An empty sequence node in ``scene`` with the given index name, unit and type (numeric or text)."""
     sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", name)
     sequence.SetIndexName(index_name)
     sequence.SetIndexUnit(index_unit)
@@ -195,7 +198,7 @@ def import_run(run_dir: str | Path, scene=None, browser=None, nodes: RunNodes | 
     item per frame); without it a new browser is made. ``name`` prefixes the node names (default: the run
     folder's name). Returns the nodes; :attr:`RunNodes.frames` lists the frames imported so far.
     """
-    scene = _scene(scene)
+    scene = scene_or_default(scene)
     run = RunFolder(run_dir)
     info = run.read_run_info()
     frames = int(info["frames"])
@@ -206,9 +209,9 @@ def import_run(run_dir: str | Path, scene=None, browser=None, nodes: RunNodes | 
         nodes = RunNodes(
             run_dir=run.root,
             browser=browser,
-            transforms=_new_sequence(scene, f"{prefix} transforms", index_name, index_unit, numeric),
-            segmentations=_new_sequence(scene, f"{prefix} myocardium", index_name, index_unit, numeric),
-            landmarks=(_new_sequence(scene, f"{prefix} landmarks", index_name, index_unit, numeric)
+            transforms=new_sequence(scene, f"{prefix} transforms", index_name, index_unit, numeric),
+            segmentations=new_sequence(scene, f"{prefix} myocardium", index_name, index_unit, numeric),
+            landmarks=(new_sequence(scene, f"{prefix} landmarks", index_name, index_unit, numeric)
                        if has_landmarks else None),
             table=scene.AddNewNodeByClass("vtkMRMLTableNode", f"{prefix} metrics"),
             index_values=values,
@@ -226,7 +229,7 @@ def import_run(run_dir: str | Path, scene=None, browser=None, nodes: RunNodes | 
     nodes.frames.sort()
     _update_table(scene, nodes, run, frames)
     _update_curves(scene, nodes, run)
-    _sequences_logic().UpdateProxyNodesFromSequences(nodes.browser)
+    sequences_logic().UpdateProxyNodesFromSequences(nodes.browser)
     return nodes
 
 
@@ -265,7 +268,7 @@ def export_inputs(ct_sequence, out_dir: str | Path, *, segmentations=None, myoca
     "options"}``; ``options`` is
     the list of command-line options (``--labels ...``) to give ``inr-cardiac register`` after IMAGE.
     """
-    scene = _scene(scene)
+    scene = scene_or_default(scene)
     out = Path(out_dir)
     frames = ct_sequence.GetNumberOfDataNodes()
     if frames < 2:
@@ -377,7 +380,7 @@ class CycleNodes:
 
 def browser_for_sequence(sequence, scene=None, create: bool = True):
     """The sequence browser that plays ``sequence`` (the first one found), or a new one when ``create``."""
-    scene = _scene(scene)
+    scene = scene_or_default(scene)
     for n in range(scene.GetNumberOfNodesByClass("vtkMRMLSequenceBrowserNode")):
         browser = scene.GetNthNodeByClass(n, "vtkMRMLSequenceBrowserNode")
         if browser.IsSynchronizedSequenceNode(sequence.GetID(), True):
@@ -386,7 +389,7 @@ def browser_for_sequence(sequence, scene=None, create: bool = True):
         return None
     browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", f"{sequence.GetName()} browser")
     browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
-    _sequences_logic().UpdateProxyNodesFromSequences(browser)
+    sequences_logic().UpdateProxyNodesFromSequences(browser)
     return browser
 
 
@@ -420,9 +423,9 @@ def load_cycle_files(image: str | Path, labels: str | Path | None = None, label_
     NIfTI/NRRD, ``.seq.nrrd``, a folder of frames, DICOM) as a volume sequence, the label maps as a segmentation
     sequence (one segment per value of ``label_names``, e.g. ``{1: "LV myocardium"}``), the reference landmarks as a
     markups node; the sequences synchronised in one new browser."""
-    scene = _scene(scene)
+    scene = scene_or_default(scene)
     sequence = read_frame_sequence(image, name=name)
-    ct = _new_sequence(scene, name, "frame", "", True)
+    ct = new_sequence(scene, name, "frame", "", True)
     for t, frame in enumerate(sequence.frames):
         node = volume_node(scene, frame, f"{name} frame {t}")
         ct.SetDataNodeAtValue(node, str(t))
@@ -432,7 +435,7 @@ def load_cycle_files(image: str | Path, labels: str | Path | None = None, label_
     if labels is not None:
         by_frame = read_frame_labels(str(labels), sequence)
         names = label_names or {1: "LV myocardium"}
-        nodes.segmentations = _new_sequence(scene, f"{name} segmentation", "frame", "", True)
+        nodes.segmentations = new_sequence(scene, f"{name} segmentation", "frame", "", True)
         for t, label_volume in sorted(by_frame.items()):
             segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{name} segmentation frame {t}")
             for value, segment_name in names.items():
@@ -449,5 +452,5 @@ def load_cycle_files(image: str | Path, labels: str | Path | None = None, label_
     if landmarks is not None:
         nodes.landmarks = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", f"{name} landmarks")
         _storage_io(scene, nodes.landmarks, slicer.vtkMRMLMarkupsJsonStorageNode, Path(landmarks))
-    _sequences_logic().UpdateProxyNodesFromSequences(browser)
+    sequences_logic().UpdateProxyNodesFromSequences(browser)
     return nodes

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .mrml_bridge import _new_sequence, _scene, _sequences_logic
+from .mrml_bridge import new_sequence, scene_or_default, sequences_logic
 
 MYOCARDIUM_TASK = "heartchambers_highres"
 MYOCARDIUM_SEGMENT = "heart_myocardium"
@@ -82,21 +82,21 @@ def segment_frames(logic, browser, ct_sequence, reference_frame: int = 0, *, sce
     Returns the segmentation sequence (LV myocardium in every frame, plus the heart in the reference frame).
     ``on_frame(t, frames)`` is called before each frame (progress). The browser is left on the reference frame.
     """
-    scene = _scene(scene)
+    scene = scene_or_default(scene)
     frames = ct_sequence.GetNumberOfDataNodes()
     if not 0 <= reference_frame < frames:
         raise ValueError(f"reference frame {reference_frame} is outside 0..{frames - 1}")
     standard_names = getattr(logic, "useStandardSegmentNames", None)
     if standard_names is not None:
         logic.useStandardSegmentNames = False  # TotalSegmentator's own class names, e.g. heart_myocardium
-    sequence = _new_sequence(scene, f"{ct_sequence.GetName()} TotalSegmentator", ct_sequence.GetIndexName(),
+    sequence = new_sequence(scene, f"{ct_sequence.GetName()} TotalSegmentator", ct_sequence.GetIndexName(),
                              ct_sequence.GetIndexUnit(), ct_sequence.GetIndexType() == ct_sequence.NumericIndex)
     try:
         for t in range(frames):
             if on_frame is not None:
                 on_frame(t, frames)
             browser.SetSelectedItemNumber(t)
-            _sequences_logic().UpdateProxyNodesFromSequences(browser)
+            sequences_logic().UpdateProxyNodesFromSequences(browser)
             volume = browser.GetProxyNode(ct_sequence)
             segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"TotalSegmentator frame {t}")
             _run_task(logic, volume, segmentation, MYOCARDIUM_TASK, False, cpu, None)  # no fast mode for this task
@@ -114,7 +114,7 @@ def segment_frames(logic, browser, ct_sequence, reference_frame: int = 0, *, sce
         if standard_names is not None:
             logic.useStandardSegmentNames = standard_names
         browser.SetSelectedItemNumber(reference_frame)
-        _sequences_logic().UpdateProxyNodesFromSequences(browser)
+        sequences_logic().UpdateProxyNodesFromSequences(browser)
     if not browser.IsSynchronizedSequenceNode(sequence.GetID(), True):
         browser.AddSynchronizedSequenceNodeID(sequence.GetID())
     return FrameSegmentations(sequence, MYOCARDIUM_SEGMENT, [HEART_SEGMENT])
