@@ -17,6 +17,8 @@ from typing import Annotated
 
 import slicer
 import vtk
+from INRCardiacRegistrationLib.core.vocabulary import RunState
+from INRCardiacRegistrationLib.engine.config import field_range, preset, preset_label
 from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLSegmentationNode, vtkMRMLSequenceNode
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
@@ -37,6 +39,7 @@ CITATION = ("M. M. Lowes, J. J. Pedersen, B. S. Hansen, K. F. Kofoed, M. Sermesa
             "Representations for Registration of Left Ventricle Myocardium During a Cardiac Cycle'.")
 PYTHON_REQUIREMENTS = {"scipy": "scipy>=1.10", "matplotlib": "matplotlib>=3.7", "tqdm": "tqdm>=4.60"}
 TORCH_REQUIREMENT = ">=2.1"
+PAPER = preset("paper")  # the parameter node's defaults
 
 # Every widget this file touches through self.ui, with its class in the .ui file
 # (Testing/test_module_ui.py checks both against Resources/UI/INRCardiacRegistration.ui).
@@ -82,7 +85,7 @@ class Preset(enum.Enum):
     Fast = "fast"
 
     def label(self):
-        return {"paper": "paper (2000/1000 iterations, 5x256)", "fast": "fast (300/150 iterations, 3x128)"}[self.value]
+        return preset_label(self.value)
 
 
 class Device(enum.Enum):
@@ -160,17 +163,21 @@ class INRCardiacRegistrationParameterNode:
     landmarks: vtkMRMLMarkupsFiducialNode
     annotatedLandmarks: vtkMRMLSequenceNode
     # registration
+    # defaults and ranges are the configuration's own (Testing/module/test_module_ui.py checks them); decimals and
+    # steps are set in the .ui
     mode: RegistrationMode = RegistrationMode.NonSequential
-    alpha: Annotated[float, WithinRange(0.0, 1.0)] = 0.8  # decimals and steps are set in the .ui
+    alpha: Annotated[float, WithinRange(*field_range("alpha"))] = PAPER.alpha
     preset: Preset = Preset.Paper
     device: Device = Device.Auto
     overridePreset: bool = False
-    iterations: Annotated[int, WithinRange(1, 100000)] = 2000
-    warmStartIterations: Annotated[int, WithinRange(0, 100000)] = 1000
-    points: Annotated[int, WithinRange(100, 1000000)] = 10000
-    learningRate: Annotated[float, WithinRange(1e-7, 1e-1)] = 1e-5
-    regularizationWeight: Annotated[float, WithinRange(0.0, 10.0)] = 0.05
-    seed: Annotated[int, WithinRange(0, 1000000)] = 0
+    iterations: Annotated[int, WithinRange(*field_range("iterations"))] = PAPER.iterations
+    warmStartIterations: Annotated[int, WithinRange(*field_range("warm_start_iterations"))] = \
+        PAPER.warm_start_iterations
+    points: Annotated[int, WithinRange(*field_range("points"))] = PAPER.points
+    learningRate: Annotated[float, WithinRange(*field_range("learning_rate"))] = PAPER.learning_rate
+    regularizationWeight: Annotated[float, WithinRange(*field_range("regularization_weight"))] = \
+        PAPER.regularization_weight
+    seed: Annotated[int, WithinRange(*field_range("seed"))] = PAPER.seed
     extraOptions: str = ""
     # outputs
     outputDirectory: pathlib.Path
@@ -272,7 +279,7 @@ class INRCardiacRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationM
         self.ui.applyButton.enabled = bool(p and p.ctSequence) and not running
         self.ui.cancelButton.enabled = running
         self.ui.resumeButton.enabled = not running and self.run is not None and self.run.progress.state in (
-            "cancelled", "failed")
+            RunState.CANCELLED, RunState.FAILED)
 
     # --- actions ---------------------------------------------------------------------------------------
     def onUseShownVolume(self):
@@ -335,7 +342,7 @@ class INRCardiacRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationM
             message = self.run.error_message()
             if message:
                 slicer.util.errorDisplay(message, windowTitle=_("INR Cardiac Registration"))
-            elif progress.state == "finished":
+            elif progress.state == RunState.FINISHED:
                 self.logic.showResults(self.run.nodes)
 
     def onShowCharts(self):
@@ -414,8 +421,12 @@ class INRCardiacRegistrationLogic(ScriptedLoadableModuleLogic):
     def segmentWithTotalSegmentator(self, ctSequence, referenceFrame=0, cpu=False, onFrame=None):
         """Segment every frame with the TotalSegmentator extension (installed on request). Returns the
         :class:`FrameSegmentations`, or None when the user declined an installation or licence."""
-        from INRCardiacRegistrationLib.mrml_bridge import browser_for_sequence
-        from INRCardiacRegistrationLib.totalsegmentator_frames import MYOCARDIUM_TASK, license_number, segment_frames
+        from INRCardiacRegistrationLib.mrml.bridge import browser_for_sequence
+        from INRCardiacRegistrationLib.mrml.totalsegmentator_frames import (
+            MYOCARDIUM_TASK,
+            license_number,
+            segment_frames,
+        )
 
         if ctSequence is None:
             raise ValueError(_("Select the CT sequence first."))
@@ -496,7 +507,8 @@ class INRCardiacRegistrationLogic(ScriptedLoadableModuleLogic):
             landmarks: vtkMRMLMarkupsFiducialNode on the reference frame; annotatedLandmarks: their expert positions
                 in other frames (a markups sequence or ``{frame: markups}``) for the TRE.
             mode, alpha, preset, device: as ``inr-cardiac register``; parameters: further RegistrationConfig fields,
-                e.g. ``{"iterations": 500, "learning_rate": 1e-4}``; extraOptions: further command-line options.
+                e.g. ``{"iterations": 500, "learning_rate": 1e-4}``; extraOptions: further options as the command
+                line spells them (checked before anything is exported).
             outputDirectory: where run folders are made (default: Slicer's cache folder); runName: the run folder's
                 name (default: CT name and time).
             waitForCompletion: True: block until done and return the result nodes (RunNodes: .transforms,
@@ -505,18 +517,16 @@ class INRCardiacRegistrationLogic(ScriptedLoadableModuleLogic):
         """
         import time
 
-        from INRCardiacRegistrationLib.config_arguments import settings_argv
-        from INRCardiacRegistrationLib.scene_registration import SceneRegistration
+        from INRCardiacRegistrationLib.cycle.request import CycleConfig
+        from INRCardiacRegistrationLib.mrml.scene_registration import SceneRegistration
 
         if ctSequence is None:
             raise ValueError(_("No CT sequence given."))
         if segmentations is not None and not isinstance(segmentations, dict) and segmentations.IsA(
                 "vtkMRMLSegmentationNode"):
             segmentations = {int(referenceFrame): segmentations}
-        fields = dict(parameters or {})
-        fields.update(alpha=float(alpha), device=str(device))
-        options = [*settings_argv(str(preset), **fields), "--reference-frame", str(int(referenceFrame)),
-                   "--mode", str(mode), *(extraOptions or [])]
+        fields = {**(parameters or {}), "alpha": float(alpha), "device": str(device)}
+        settings = CycleConfig.from_preset(str(preset), mode=str(mode), reference_frame=int(referenceFrame), **fields)
         name = runName or f"{ctSequence.GetName()}-{time.strftime('%Y%m%d-%H%M%S')}"
         safeName = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
         root = pathlib.Path(outputDirectory) if outputDirectory and str(outputDirectory) not in ("", ".") \
@@ -525,7 +535,7 @@ class INRCardiacRegistrationLogic(ScriptedLoadableModuleLogic):
                                 env=self.workerBaseEnvironment(), name=name)
         run.start(ctSequence, segmentations=segmentations, myocardium_segment=myocardiumSegment if segmentations
                   else "", heart_segments=list(heartSegments or []), landmarks=landmarks,
-                  annotated_landmarks=annotatedLandmarks, options=options)
+                  annotated_landmarks=annotatedLandmarks, settings=settings, extra_options=list(extraOptions or []))
         logging.info(f"INRCardiacRegistration: worker started, run folder {run.run.root}")
         if not waitForCompletion:
             return run
@@ -578,8 +588,9 @@ class INRCardiacRegistrationLogic(ScriptedLoadableModuleLogic):
         segmentation sequence (LV myocardium, LV blood pool, rest of heart) and reference landmarks."""
         import subprocess
 
-        from INRCardiacRegistrationLib.mrml_bridge import load_cycle_files
-        from INRCardiacRegistrationLib.worker_process import worker_environment
+        from INRCardiacRegistrationLib.cli.phantom import phantom_command
+        from INRCardiacRegistrationLib.cycle.worker_process import worker_environment
+        from INRCardiacRegistrationLib.mrml.bridge import load_cycle_files
 
         folder = pathlib.Path(outputDirectory or pathlib.Path(slicer.app.cachePath) / "INRCardiacPhantom" /
                               f"{frames}f-{spacingMm:g}mm")
@@ -587,8 +598,8 @@ class INRCardiacRegistrationLogic(ScriptedLoadableModuleLogic):
             env = worker_environment(self.workerBaseEnvironment())
             with slicer.util.WaitCursor():
                 slicer.util.showStatusMessage(_("Generating the phantom (about a minute)..."))
-                subprocess.run([self.pythonExecutable(), "-m", "INRCardiacRegistrationLib.cli", "phantom", str(folder),
-                                "--frames", str(frames), "--spacing", str(spacingMm), "--quiet"], env=env, check=True)
+                subprocess.run(phantom_command(self.pythonExecutable(), folder, frames=frames, spacing_mm=spacingMm),
+                               env=env, check=True)
         nodes = load_cycle_files(folder / "ct_4d.nii.gz", labels=folder / "labels_4d.nii.gz",
                                  label_names={1: "LV myocardium", 2: "LV blood pool", 3: "rest of heart"},
                                  landmarks=folder / "landmarks_reference.mrk.json", name="INRCardiacPhantom")

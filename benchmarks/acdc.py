@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 from baselines import MRI_NOTE, MRI_OPTIONS, elastix_propagation, score
 from benchmark_report import machine_description, register_or_reuse, update_section
-from INRCardiacRegistrationLib.devices import resolve_device
-from INRCardiacRegistrationLib.frame_sequence_io import read_4d_frames
-from INRCardiacRegistrationLib.run_folder import RunFolder
-from INRCardiacRegistrationLib.volume import Volume
+from INRCardiacRegistrationLib.core.volume import Volume
+from INRCardiacRegistrationLib.cycle.run_folder import RunFolder
+from INRCardiacRegistrationLib.engine.devices import resolve_device
+from INRCardiacRegistrationLib.fileio.frame_sequence import read_4d_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "acdc"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from INRCardiacRegistrationLib.metrics import dice, hd95_mm
-from INRCardiacRegistrationLib.volume import Volume
+from INRCardiacRegistrationLib.core.metrics import dice, hd95_mm
+from INRCardiacRegistrationLib.core.volume import Volume
 
 # Our settings for cine MRI (10 mm slices, bright blood, dark myocardium), chosen on the ACDC ED->ES pairs with the
 # fast preset (pair-only Dice, mean of 5 patients): global NCC, omega 30: 0.849; omega 20: 0.859; local NCC in

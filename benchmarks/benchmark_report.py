@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import torch
-from INRCardiacRegistrationLib.cli import main as cli_main
-from INRCardiacRegistrationLib.run_folder import RunFolder
+from INRCardiacRegistrationLib.cli.main import main as cli_main
+from INRCardiacRegistrationLib.cycle.run_folder import RunFolder
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 HEADER = "# Benchmarks\n\nEvery section is written by the script it names; re-run the command to refresh it.\n"

@@ -16,11 +16,11 @@ import time
 
 import torch
 from benchmark_report import machine_description, update_section
-from INRCardiacRegistrationLib.devices import resolve_device
-from INRCardiacRegistrationLib.masks import sampling_mask
-from INRCardiacRegistrationLib.pair_registration import register_pair
-from INRCardiacRegistrationLib.registration_config import RegistrationConfig
-from INRCardiacRegistrationLib.synthetic_pair import make_synthetic_pair
+from INRCardiacRegistrationLib.core.masks import sampling_mask
+from INRCardiacRegistrationLib.engine.config import RegistrationConfig
+from INRCardiacRegistrationLib.engine.devices import resolve_device
+from INRCardiacRegistrationLib.engine.pair_registration import register_pair
+from INRCardiacRegistrationLib.phantom.synthetic_pair import make_synthetic_pair
 
 
 def seconds_per_iteration(pair, mask, config: RegistrationConfig, warmup: int, iterations: int) -> float:

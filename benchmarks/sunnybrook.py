@@ -23,10 +23,10 @@ import numpy as np
 import SimpleITK as sitk
 from baselines import MRI_OPTIONS, elastix_propagation, score
 from benchmark_report import machine_description, register_or_reuse, update_section
-from INRCardiacRegistrationLib.devices import resolve_device
-from INRCardiacRegistrationLib.frame_sequence_io import FrameSequence, read_frame_sequence
-from INRCardiacRegistrationLib.run_folder import RunFolder
-from INRCardiacRegistrationLib.volume import Volume
+from INRCardiacRegistrationLib.core.volume import Volume
+from INRCardiacRegistrationLib.cycle.run_folder import RunFolder
+from INRCardiacRegistrationLib.engine.devices import resolve_device
+from INRCardiacRegistrationLib.fileio.frame_sequence import FrameSequence, read_frame_sequence
 from matplotlib.path import Path as Polygon
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,0 +1,116 @@
+"""``inr-cardiac register IMAGE --out RUN_DIR``: track the reference frame's LV myocardium through a whole cycle.
+
+The command line becomes a :class:`~..cycle.request.RunRequest` (``--resume`` without IMAGE: the run folder's
+own request); :func:`run_request` reads and checks its inputs before writing anything, runs
+:func:`~..cycle.driver.register_cycle` with a terminal progress bar, writes the report and prints a short
+summary. SIGINT/SIGTERM, or a file ``RUN_DIR/cancel``, stop the run cleanly after the frames already saved;
+``--resume`` continues it. One worker writes a run folder at a time (its ``lock``). Exit codes
+(:class:`~..core.vocabulary.ExitCode`): 0 finished, 2 bad input, 130 cancelled, 1 failed (or the folder busy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from pathlib import Path
+
+from ..core.vocabulary import ExitCode, RunState
+from ..cycle.request import (
+    RunRequest,
+    WorkerOptions,
+    add_request_arguments,
+    add_worker_arguments,
+    request_from_arguments,
+)
+from .stop_signals import cancel_on_signals, watch_for_stop
+from .terminal import TerminalProgress
+
+PROG = "inr-cardiac register"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "register", help="register a whole cardiac cycle (4D) and write a run folder",
+        description="Track the reference frame's LV myocardium through every frame of a 4D sequence with one SIREN "
+                    "per frame pair. Writes RUN_DIR: run.json, progress.jsonl, per frame the transform "
+                    "(transforms/frame_NNN.h5: ITK displacement field, resampling convention, LPS mm: "
+                    "TransformPoint(p) = where reference point p is in frame t), the propagated myocardium, the "
+                    "checkpoint and the landmark positions; landmark_trajectories.csv, metrics.csv/json, "
+                    "report.png and summary.txt. Exit codes: 0 finished, 2 bad input, 130 cancelled, 1 failed.")
+    add_request_arguments(parser)
+    add_worker_arguments(parser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..cycle.run_folder import RunFolder
+
+    options = WorkerOptions.from_arguments(args)
+    stored = None
+    if options.resume and args.image is None:
+        stored = RunFolder(args.out).read_request()
+    request = request_from_arguments(args, stored, source=f"{args.out}/run.json")
+    return run_request(request, args.out, options)
+
+
+def run_request(request: RunRequest, run_dir: str | Path, options: WorkerOptions | None = None) -> int:
+    """Run ``request`` into ``run_dir`` in this process, as the worker does (``options``: default with a progress
+    bar); returns the exit code."""
+    from ..core.file_lock import LockBusy
+    from ..cycle.driver import CycleFailed, register_cycle
+    from ..cycle.inputs import read_cycle_inputs
+    from ..cycle.run_folder import RunFolder
+
+    options = options if options is not None else WorkerOptions(quiet=False)
+    event = threading.Event()
+    if options.exit_with_parent is not None or options.cancel_files:
+        watch_for_stop(event, options.exit_with_parent, [Path(p) for p in options.cancel_files], who=PROG)
+    with cancel_on_signals(event):  # a stop while the frames load ends here, before anything is written
+        inputs, texts = read_cycle_inputs(request.inputs, request.settings.reference_frame)
+    for text in texts:
+        print(f"{PROG}: warning: {text}", file=sys.stderr)
+    if event.is_set():
+        print(f"{PROG}: cancelled before the run started (nothing written)", file=sys.stderr)
+        return ExitCode.CANCELLED
+    progress = TerminalProgress(options.quiet)
+    run_folder = RunFolder(run_dir)
+
+    def say_waiting(holder: str) -> None:
+        print(f"{PROG}: {run_dir} is in use ({holder}); waiting up to {options.lock_wait_s:g} s", file=sys.stderr)
+
+    try:
+        with cancel_on_signals(event):
+            result = register_cycle(inputs, request, run_dir, resume=options.resume, warnings_text=texts,
+                                    progress=progress, cancel=event, lock_wait_s=options.lock_wait_s,
+                                    lock_waiting=say_waiting)
+    except LockBusy as busy:
+        if event.is_set():
+            print(f"{PROG}: cancelled while waiting for the run folder (nothing written)", file=sys.stderr)
+            return ExitCode.CANCELLED
+        print(f"{PROG}: error: {busy}; it stops by itself after its current iteration once cancelled (touch "
+              f"{run_folder.cancel_path})", file=sys.stderr)
+        return ExitCode.FAILED
+    except CycleFailed as failure:
+        progress.close()
+        finish_run_outputs(run_folder, inputs, report=False)
+        print(f"{PROG}: run failed: {failure} (finished frames are kept; see {run_folder.run_json}; continue with "
+              "--resume)", file=sys.stderr)
+        return ExitCode.FAILED
+    finally:
+        progress.close()
+    finish_run_outputs(run_folder, inputs, report=options.report)
+    print(run_folder.summary_txt.read_text(encoding="utf-8"), end="")
+    if result.status == RunState.CANCELLED:
+        print(f"{PROG}: cancelled; continue with: {PROG} --resume --out {run_dir}", file=sys.stderr)
+        return ExitCode.CANCELLED
+    return ExitCode.FINISHED
+
+
+def finish_run_outputs(run_folder, inputs, report: bool = True) -> None:
+    """``summary.txt`` and (unless ``report`` is False) ``report.png`` of a run, from its folder and inputs."""
+    from ..cycle.report import run_summary, write_report, write_summary
+
+    if report:
+        write_report(run_folder, inputs.frames, inputs.myocardium, inputs.annotated)
+    write_summary(run_folder, run_summary(run_folder, inputs.annotated))

@@ -1,0 +1,61 @@
+"""Progress in the terminal: one tqdm bar on stderr per command (nothing with ``--quiet``)."""
+
+from __future__ import annotations
+
+import sys
+
+from ..core.vocabulary import FINAL_EVENTS, TRACKING_METRICS, metric
+
+
+class TerminalBar:
+    """A progress callback that draws one tqdm bar on stderr (nothing when ``quiet``); subclasses handle events."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar = None
+
+    def __call__(self, event: dict) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def frame_line(event: dict) -> str:
+    """``frame 3 done (4/20), Dice 0.951, HD95 1.80 mm, Time 9.1 s``: a ``frame_finished`` event in one line."""
+    parts = [f"frame {event['frame']} done ({event['done']}/{event['frames']})"]
+    for column in (*TRACKING_METRICS, "seconds"):
+        if event.get(column) is not None:
+            entry = metric(column)
+            parts.append(f"{entry.title} {entry.text(event[column])}")
+    return ", ".join(parts)
+
+
+class TerminalProgress(TerminalBar):
+    """A tqdm bar over all iterations of a run, with the frame, loss and ETA; finished frames are printed."""
+
+    def __init__(self, quiet: bool) -> None:
+        super().__init__(quiet)
+        self.offset = 0
+
+    def __call__(self, event: dict) -> None:
+        if self.quiet:
+            return
+        from tqdm import tqdm
+
+        kind = event["event"]
+        if kind == "started":
+            self.bar = tqdm(total=event["iterations_total"], unit="it", dynamic_ncols=True, file=sys.stderr,
+                            desc=f"{len(event['todo'])} frames")
+        elif kind == "iteration" and self.bar is not None:
+            self.bar.set_description(f"frame {event['frame']}")
+            self.bar.update(self.offset + event["iteration"] - self.bar.n)
+            self.bar.set_postfix(loss=f"{event['loss']:.4f}")
+            if event["iteration"] == event["iterations"]:
+                self.offset += event["iterations"]
+        elif kind == "frame_finished" and self.bar is not None:
+            self.bar.write(frame_line(event), file=sys.stderr)
+        elif kind in FINAL_EVENTS:
+            self.close()

@@ -1,0 +1,629 @@
+"""The report of a whole-cycle run: one PNG like Figs. 3-5 of the paper and a short text summary.
+
+Everything is read from the run folder (:mod:`run_folder`): ``run.json``, ``metrics.csv``,
+``landmark_trajectories.csv`` and ``labels/frame_NNN.nii.gz``; the caller may add what the folder does not
+hold: the frame images, the frames' own myocardium masks and annotated landmark trajectories. A partial run
+(still going, cancelled or failed) gives a report too: missing data leave a panel empty, and its title says
+why.
+
+Conventions: frame ``t`` of a cycle of ``T`` equally spaced frames is at phase ``100 t / T`` % of the cycle;
+points are LPS mm; distances mm. Slices are shown the radiological way: axial seen from the feet (patient
+left on the image right, anterior up), coronal seen from the front (patient left on the image right,
+superior up), sagittal seen from the patient's left (anterior on the image left, superior up).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..core.atomic_file import atomic_path, write_text_atomic
+from ..core.volume import Volume
+from ..fileio.landmarks import Trajectories, read_trajectories_csv
+from .run_folder import RunFolder
+
+PROPAGATED_COLOUR = "#ffd400"  # the reference myocardium carried into frame t (yellow)
+OWN_COLOUR = "#00e5ff"         # frame t's own myocardium (cyan)
+OVERLAY_FRAMES = 4             # columns of overlay slices: reference, worst, and others spread over the cycle
+CROP_MARGIN_MM = 20.0          # overlay slices show the reference myocardium's box plus this margin
+MAX_NAMED_LANDMARKS = 6
+# display convention per plane: (LPS component increasing to the right, its sign,
+#                                LPS component increasing downwards, its sign)
+_PLANE_DISPLAY = {"axial": (0, 1, 1, 1), "coronal": (0, 1, 2, -1), "sagittal": (1, 1, 2, -1)}
+_PLANE_ORDER = ("axial", "coronal", "sagittal")
+
+
+# --- reading the run folder ---------------------------------------------------------------------------
+@dataclass
+class _RunData:
+    """What the report needs from a run folder; ``notes`` collects what could not be read."""
+
+    root: Path
+    info: dict
+    frames: int                     # T
+    reference: int                  # K
+    rows: dict[int, dict]           # frame -> metrics.csv row
+    predicted: Trajectories | None  # landmark_trajectories.csv
+    notes: list[str]
+
+    @property
+    def config(self) -> dict:
+        config = self.info.get("config")
+        return config if isinstance(config, dict) else {}
+
+    @property
+    def missing(self) -> list[int]:
+        return [t for t in range(self.frames) if t not in self.rows]
+
+    def phase(self, frame: int | np.ndarray) -> float | np.ndarray:
+        """Phase in % of the cycle of a frame index."""
+        return 100.0 * np.asarray(frame, dtype=np.float64) / max(self.frames, 1)
+
+    def series(self, column: str) -> np.ndarray:
+        """(T,) values of one metrics column, NaN where the frame is not finished or the cell is empty."""
+        values = np.full(self.frames, np.nan)
+        for t, row in self.rows.items():
+            if 0 <= t < self.frames:
+                values[t] = _float(row.get(column))
+        return values
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(value: object) -> float:
+    if isinstance(value, bool):
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _load(run: RunFolder, frames_hint: int | None = None) -> _RunData:
+    info = run.read_run_info()
+    notes: list[str] = []
+    try:
+        rows = {int(row["frame"]): row for row in run.read_metrics()}
+    except (ValueError, OSError, KeyError) as error:
+        rows = {}
+        notes.append(f"metrics.csv unreadable ({error})")
+    frames = _int(info.get("frames"))
+    if frames is None or frames < 1:
+        frames = frames_hint or (max(rows) + 1 if rows else 1)
+    reference = _int(info.get("reference_frame"))
+    reference = reference if reference is not None and 0 <= reference < frames else 0
+    predicted = None
+    if run.trajectories_csv.is_file():
+        try:
+            predicted = read_trajectories_csv(run.trajectories_csv)
+        except (ValueError, OSError) as error:
+            notes.append(f"landmark trajectories unreadable ({error})")
+    return _RunData(run.root, info, frames, reference, rows, predicted, notes)
+
+
+def _frame_list(frames: list[int]) -> str:
+    """``0, 3-5, 9``: frame indices with runs collapsed."""
+    parts: list[str] = []
+    start = previous = None
+    for t in sorted(frames):
+        if previous is not None and t == previous + 1:
+            previous = t
+            continue
+        if start is not None:
+            parts.append(str(start) if start == previous else f"{start}-{previous}")
+        start = previous = t
+    if start is not None:
+        parts.append(str(start) if start == previous else f"{start}-{previous}")
+    return ", ".join(parts)
+
+
+def _mean_displacement(trajectories: Trajectories | None, reference: int,
+                       fallback: Trajectories | None = None) -> dict[int, float]:
+    """frame -> mean distance (mm) of the landmarks of ``trajectories`` from their positions in the
+    reference frame, taken from ``trajectories`` or, when it lacks that frame, from ``fallback`` (e.g. the
+    predicted trajectories, which start at the reference landmarks)."""
+    if trajectories is None:
+        return {}
+    start: dict[str, np.ndarray] = {}
+    for source in (trajectories, fallback):
+        if source is not None and reference in source.frames:
+            start = dict(zip(source.labels, source.points_lps[source.frames.index(reference)], strict=True))
+            break
+    columns = [n for n, label in enumerate(trajectories.labels) if label in start]
+    if not columns:
+        return {}
+    origin = np.stack([start[trajectories.labels[n]] for n in columns])
+    distances = np.linalg.norm(trajectories.points_lps[:, columns] - origin[None], axis=-1).mean(axis=1)
+    return {frame: float(d) for frame, d in zip(trajectories.frames, distances, strict=True)}
+
+
+def _trajectory_error(predicted: Trajectories | None, annotated: Trajectories | None) -> dict[int, float]:
+    """frame -> mean distance (mm) between predicted and annotated positions of the landmarks both have."""
+    if predicted is None or annotated is None:
+        return {}
+    labels = [label for label in predicted.labels if label in annotated.labels]
+    if not labels:
+        return {}
+    p = [predicted.labels.index(label) for label in labels]
+    a = [annotated.labels.index(label) for label in labels]
+    errors = {}
+    for frame in predicted.frames:
+        if frame in annotated.frames:
+            difference = (predicted.points_lps[predicted.frames.index(frame)][p]
+                          - annotated.points_lps[annotated.frames.index(frame)][a])
+            errors[frame] = float(np.linalg.norm(difference, axis=-1).mean())
+    return errors
+
+
+def _header(data: _RunData) -> str:
+    info, config = data.info, data.config
+    alpha = _float(config.get("alpha", info.get("alpha")))
+    alpha_text = f"{alpha:g}" if math.isfinite(alpha) else "?"
+    return (f"{info.get('mode', '?')}, alpha {alpha_text}, preset {info.get('preset', '?')}, "
+            f"device {info.get('device', '?')}")
+
+
+# --- text summary -------------------------------------------------------------------------------------
+def run_summary(run: RunFolder, annotated: Trajectories | None = None) -> str:
+    """A short multi-line summary of a run: status, progress, settings, metrics, timings, missing frames.
+
+    Dice, HD95 and TRE statistics leave out the reference frame (trivially perfect). Dice with 3 decimals,
+    mm with 2, seconds with 1. ``annotated`` (LPS mm) adds the no-registration landmark error.
+    """
+    data = _load(run)
+    k = data.reference
+    lines = [f"Run {data.root}: status {data.info.get('status', 'unknown')}",
+             f"Frames finished: {len(data.rows)} / {data.frames} (reference frame {k})"
+             + (f"; missing frames: {_frame_list(data.missing)}" if data.missing else "; none missing"),
+             f"Settings: {_header(data)}"]
+    others = [t for t in sorted(data.rows) if t != k]
+    excluded = f"excluding the reference frame {k}"
+
+    def column(name: str) -> tuple[list[int], np.ndarray]:
+        frames = [t for t in others if math.isfinite(_float(data.rows[t].get(name)))]
+        return frames, np.array([_float(data.rows[t][name]) for t in frames])
+
+    def statistics(name: str, title: str, lower_is_worse: bool, unit: str, digits: int) -> str | None:
+        """``title (...): mean ..., min|max ... (frame t)`` over the non-reference frames, or None."""
+        frames, values = column(name)
+        if not frames:
+            return None
+        index = int(np.argmin(values) if lower_is_worse else np.argmax(values))
+        return (f"{title} ({excluded}; {len(frames)} frames): mean {values.mean():.{digits}f}{unit}, "
+                f"{'min' if lower_is_worse else 'max'} {values[index]:.{digits}f}{unit} (frame {frames[index]})")
+
+    lines.append(statistics("dice", "Dice", True, "", 3) or f"Dice ({excluded}): no values")
+    lines.append(statistics("hd95_mm", "HD95", False, " mm", 2) or f"HD95 ({excluded}): no values")
+    text = statistics("tre_mm", "TRE", False, " mm", 2)
+    if text:
+        frames, _ = column("tre_mm")
+        displacement = _mean_displacement(annotated, k, data.predicted)
+        unregistered = [displacement[t] for t in frames if t in displacement]
+        if unregistered:
+            text += f"; without registration {np.mean(unregistered):.2f} mm"
+        lines.append(text)
+    elif annotated is not None:
+        lines.append("TRE: no values in metrics.csv")
+    lines.append(statistics("negative_jacobian_pct", "Folding, det J <= 0 in % of the mask voxels", False, " %", 4)
+                 or f"Folding ({excluded}): no values")
+    lines.append(_timing_line(run, data))
+    lines.extend(f"Note: {note}" for note in data.notes)
+    return "\n".join(lines) + "\n"
+
+
+def _training_order(run: RunFolder, data: _RunData) -> list[int]:
+    """The order the pairs were trained in: ``order`` of run.json or of the last ``started`` event, else the
+    cycle from the frame after the reference."""
+    order = data.info.get("order")
+    if isinstance(order, list) and order and all(_int(t) is not None for t in order):
+        return [int(t) for t in order]
+    for event in reversed(run.read_events()):
+        if event.get("event") == "started":
+            order = event.get("order")
+            if isinstance(order, list) and all(_int(t) is not None for t in order):
+                return [int(t) for t in order]
+            break
+    return [(data.reference + step) % data.frames for step in range(1, data.frames)]
+
+
+def _timing_line(run: RunFolder, data: _RunData) -> str:
+    timed = {t: _float(row.get("seconds")) for t, row in data.rows.items() if t != data.reference}
+    timed = {t: s for t, s in timed.items() if math.isfinite(s)}
+    if not timed:
+        return "Time: no finished pair"
+    order = [t for t in _training_order(run, data) if t in timed]
+    first = order[0] if order else min(timed)
+    iterations = _int(data.rows[first].get("iterations"))
+    text = f"Time: first pair (frame {first}" + (f", {iterations} iterations" if iterations else "")
+    text += f") {timed[first]:.1f} s"
+    later = [s for t, s in timed.items() if t != first]
+    if later:
+        text += f"; later pairs mean {np.mean(later):.1f} s ({len(later)} pairs)"
+    total = sum(s for s in (_float(row.get("seconds")) for row in data.rows.values()) if math.isfinite(s))
+    text += f"; total {total:.1f} s (sum over finished frames)"
+    wall = _float(data.info.get("seconds"))
+    if math.isfinite(wall):
+        text += f"; run wall time {wall:.1f} s" + (" (last session)" if data.info.get("resumed") else "")
+    return text
+
+
+def write_summary(run: RunFolder, text: str) -> Path:
+    """Write ``text`` to the run's ``summary.txt`` atomically; return its path."""
+    return write_text_atomic(run.summary_txt, text if text.endswith("\n") else text + "\n")
+
+
+# --- the figure: metric curves ------------------------------------------------------------------------
+def _plot_metric(ax, data: _RunData, values: np.ndarray, ylabel: str, title: str, colour: str,
+                 comparison: dict[int, float] | None = None, comparison_label: str = "") -> None:
+    phases = data.phase(np.arange(data.frames))
+    ax.axvline(float(data.phase(data.reference)), color="0.45", linestyle=":", linewidth=1.2,
+               label=f"reference (frame {data.reference})")
+    if comparison:
+        frames = sorted(t for t in comparison if 0 <= t < data.frames)
+        ax.plot(data.phase(np.array(frames)), [comparison[t] for t in frames], color="0.35", linestyle="--",
+                linewidth=1.2, label=comparison_label)
+    finite = np.isfinite(values)
+    if finite.any():
+        ax.plot(phases, values, color=colour, marker="o", markersize=4, linewidth=1.5, label="this run")
+    else:
+        title += ": no values yet"
+    missing = data.missing
+    if missing:
+        ax.scatter(data.phase(np.array(missing)), np.full(len(missing), 0.04), marker="x", s=18, color="0.55",
+                   transform=ax.get_xaxis_transform(), label="frame not finished", zorder=3)
+    ax.set_xlim(-2.0, 100.0)
+    ax.set_xticks(np.arange(0, 101, 10))
+    ax.set_ylabel(ylabel, fontsize=9)
+    ax.set_title(title, fontsize=10)
+    ax.tick_params(labelsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best", framealpha=0.85)
+
+
+# --- the figure: landmark paths -----------------------------------------------------------------------
+def _direction_text(vector: np.ndarray) -> str:
+    """``0.71 L + 0.50 A``: an LPS unit vector in words (components below 0.1 left out)."""
+    names = (("L", "R"), ("P", "A"), ("S", "I"))
+    parts = [f"{abs(c):.2f} {names[axis][0 if c > 0 else 1]}" for axis, c in enumerate(vector) if abs(c) >= 0.1]
+    return " + ".join(parts)
+
+
+def _plot_paths(ax, data: _RunData, annotated: Trajectories | None) -> None:
+    sets = [(name, t) for name, t in (("predicted", data.predicted), ("annotated", annotated)) if t is not None]
+    if not sets:
+        ax.text(0.5, 0.5, "no landmark trajectories", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title("Landmark paths: none (no landmark_trajectories.csv, no annotation)", fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return
+    from matplotlib.lines import Line2D
+
+    everything = np.concatenate([t.points_lps.reshape(-1, 3) for _, t in sets])
+    centre = everything.mean(axis=0)
+    _, _, vt = np.linalg.svd(everything - centre, full_matrices=False)
+    axes = np.zeros((2, 3))
+    axes[: min(2, vt.shape[0])] = vt[:2]
+    for row in range(2):  # deterministic signs; a degenerate cloud gets a fixed direction
+        if not np.any(axes[row]):
+            axes[row, row] = 1.0
+        axes[row] *= np.sign(axes[row][np.argmax(np.abs(axes[row]))])
+    labels: list[str] = []
+    for _, trajectories in sets:
+        labels.extend(label for label in trajectories.labels if label not in labels)
+    cmap = _colormap("tab10")
+    colours = {label: cmap(n % cmap.N) for n, label in enumerate(labels)}
+    excursion = dict.fromkeys(labels, 0.0)
+    anchor: dict[str, np.ndarray] = {}
+    for name, trajectories in sets:
+        predicted = name == "predicted"
+        order = np.argsort(trajectories.frames)
+        frames = [trajectories.frames[i] for i in order]
+        points = (trajectories.points_lps[order] - centre) @ axes.T  # (F, N, 2), frames in cycle order
+        start = frames.index(data.reference) if data.reference in frames else 0
+        for n, label in enumerate(trajectories.labels):
+            path = points[:, n]
+            if predicted:
+                ax.plot(path[:, 0], path[:, 1], color=colours[label], linewidth=1.4, marker=".", markersize=3.5,
+                        zorder=3)
+            else:
+                ax.plot(path[:, 0], path[:, 1], color="black", linewidth=0.9, linestyle="--", zorder=2)
+            ax.plot(path[start, 0], path[start, 1], "o", color="black", markersize=3.5, zorder=4)
+            excursion[label] = max(excursion[label], float(np.linalg.norm(path - path[start], axis=1).max()))
+            anchor.setdefault(label, path[start])
+    named = sorted(labels, key=lambda label: -excursion[label])[:MAX_NAMED_LANDMARKS]
+    for label in named:
+        ax.annotate(label, anchor[label], xytext=(5, 5), textcoords="offset points", fontsize=8, color="black",
+                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.7})
+    handles = []
+    if data.predicted is not None:
+        handles.append(Line2D([], [], color="tab:blue", marker=".", label="predicted (this run; colour = landmark)"))
+    if annotated is not None:
+        handles.append(Line2D([], [], color="black", linestyle="--", linewidth=0.9, label="annotated"))
+    handles.append(Line2D([], [], color="black", marker="o", linestyle="", markersize=4,
+                          label=f"position in the reference frame {data.reference}"))
+    ax.legend(handles=handles, fontsize=8, loc="best", framealpha=0.85)
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=8)
+    ax.set_xlabel(f"mm along {_direction_text(axes[0])}", fontsize=9)
+    ax.set_ylabel(f"mm along {_direction_text(axes[1])}", fontsize=9)
+    shown = " and ".join(name for name, _ in sets)
+    ax.set_title(f"Landmark paths over the cycle ({len(labels)} landmarks, {shown}; {len(named)} named),\n"
+                 "LPS positions projected on their two principal directions",
+                 fontsize=10)
+
+
+def _colormap(name: str):
+    import matplotlib
+
+    return matplotlib.colormaps[name]
+
+
+# --- the figure: overlay slices -----------------------------------------------------------------------
+def _overlay_choice(data: _RunData, frames: list[Volume | None], annotated: Trajectories | None,
+                    count: int = OVERLAY_FRAMES) -> list[tuple[int, str]]:
+    """Up to ``count`` frames with their role: the reference, the worst (lowest Dice, else largest mean
+    landmark displacement), then frames spread over the cycle (finished frames with an image first)."""
+    k, size = data.reference, data.frames
+    has_image = [t for t in range(size) if t < len(frames) and frames[t] is not None]
+    chosen: list[tuple[int, str]] = [(k, "reference")]
+    dice = data.series("dice")
+    scored = [t for t in range(size) if t != k and np.isfinite(dice[t])]
+    if scored:
+        chosen.append((min(scored, key=lambda t: (dice[t], t)), "lowest Dice"))
+    else:
+        displacement = _mean_displacement(data.predicted, k) or _mean_displacement(annotated, k)
+        moved = [t for t in displacement if t != k and 0 <= t < size]
+        if moved:
+            chosen.append((max(moved, key=lambda t: (displacement[t], -t)), "largest landmark motion"))
+    finished_with_image = [t for t in has_image if t in data.rows]
+    for pool in (finished_with_image, has_image, list(range(size))):
+        while len(chosen) < min(count, size):
+            taken = {t for t, _ in chosen}
+            candidates = [t for t in pool if t not in taken]
+            if not candidates:
+                break
+
+            def spread(t: int, taken: set[int] = taken) -> tuple[int, int]:
+                gap = min(min(abs(t - u), size - abs(t - u)) for u in taken)
+                return gap, -t
+
+            chosen.append((max(candidates, key=spread), ""))
+    return sorted(chosen)
+
+
+@dataclass
+class _View:
+    """How one index plane of a grid is cut and shown: the plane's name, normal index axis (0 = i, 1 = j,
+    2 = k) and the 2-D reorientation."""
+
+    name: str
+    axis: int
+    transpose: bool
+    flip_rows: bool
+    flip_cols: bool
+    aspect: float  # pixel height / width
+
+    def cut(self, array: np.ndarray, index: int) -> np.ndarray:
+        """The slice at ``index`` along ``axis`` of a [k, j, i] array, oriented for display."""
+        plane = np.take(array, index, axis=2 - self.axis)
+        if self.transpose:
+            plane = plane.T
+        if self.flip_rows:
+            plane = plane[::-1]
+        if self.flip_cols:
+            plane = plane[:, ::-1]
+        return plane
+
+
+def _views(volume: Volume) -> list[_View]:
+    """The three index planes of a grid, named and oriented by their dominant LPS directions."""
+    direction = volume.geometry.direction_matrix
+    spacing = volume.geometry.spacing
+    views = []
+    for axis in (2, 1, 0):
+        name = ("sagittal", "coronal", "axial")[int(np.argmax(np.abs(direction[:, axis])))]
+        h_component, h_sign, v_component, v_sign = _PLANE_DISPLAY[name]
+        row_axis, col_axis = sorted((a for a in (0, 1, 2) if a != axis), reverse=True)
+        transpose = abs(direction[h_component, row_axis]) > abs(direction[h_component, col_axis])
+        if transpose:
+            row_axis, col_axis = col_axis, row_axis
+        views.append(_View(name, axis, transpose,
+                           flip_rows=direction[v_component, row_axis] * v_sign < 0,
+                           flip_cols=direction[h_component, col_axis] * h_sign < 0,
+                           aspect=spacing[row_axis] / spacing[col_axis]))
+    return sorted(views, key=lambda view: _PLANE_ORDER.index(view.name))
+
+
+def _on_grid(label: Volume, image: Volume) -> np.ndarray:
+    """A label's array on the image's grid (nearest neighbour when the grids differ)."""
+    if label.geometry.matches(image.geometry):
+        return np.asarray(label.array)
+    mask = label.with_array((np.asarray(label.array) != 0).astype(np.uint8))
+    return mask.resampled(image.geometry, sitk.sitkNearestNeighbor)
+
+
+def _window(array: np.ndarray) -> tuple[float, float]:
+    """Grey window: the 1st and 99th percentiles of the image (of at most ~1M voxels, strided)."""
+    stride = max(1, int(round((array.size / 1e6) ** (1 / 3))))
+    sample = np.asarray(array[::stride, ::stride, ::stride], dtype=np.float64)
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return 0.0, 1.0
+    low, high = np.percentile(sample, [1.0, 99.0])
+    return float(low), float(high if high > low else low + 1.0)
+
+
+def _reference_mask(run: RunFolder, data: _RunData, frame_labels: dict[int, Volume]) -> Volume | None:
+    """The reference myocardium: the run's label of the reference frame, else the caller's."""
+    path = run.label_path(data.reference)
+    if path.is_file():
+        try:
+            return Volume.read(path)
+        except ValueError as error:
+            data.notes.append(str(error))
+    return frame_labels.get(data.reference)
+
+
+def _box(mask: Volume | None, image: Volume) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(centre, lower, upper) voxel indices (i, j, k) on the image grid: the reference myocardium's centroid
+    and its bounding box plus :data:`CROP_MARGIN_MM` (the whole grid without a mask)."""
+    size = np.asarray(image.geometry.size)
+    whole = (np.zeros(3, dtype=int), size - 1)
+    if mask is None or not np.any(mask.array):
+        return (size - 1) // 2, *whole
+    kji = np.argwhere(np.asarray(mask.array) != 0)
+    ijk = kji[:, ::-1].astype(np.float64)
+    centroid = image.geometry.physical_to_index(mask.geometry.index_to_physical(ijk.mean(axis=0)))
+    low, high = ijk.min(axis=0), ijk.max(axis=0)
+    corners = np.array([[(low, high)[b][a] for a, b in enumerate(bits)]
+                        for bits in np.ndindex(2, 2, 2)])
+    corners = image.geometry.physical_to_index(mask.geometry.index_to_physical(corners))
+    margin = CROP_MARGIN_MM / np.asarray(image.geometry.spacing)
+    lower = np.clip(np.floor(corners.min(axis=0) - margin), 0, size - 1).astype(int)
+    upper = np.clip(np.ceil(corners.max(axis=0) + margin), 0, size - 1).astype(int)
+    centre = np.clip(np.rint(centroid), 0, size - 1).astype(int)
+    return centre, lower, upper
+
+
+def _contour(ax, mask: np.ndarray, colour: str, width: float) -> bool:
+    mask = np.asarray(mask) != 0
+    if not mask.any() or mask.all():
+        return False
+    ax.contour(mask.astype(np.float32), levels=[0.5], colors=[colour], linewidths=width)
+    return True
+
+
+def _plot_overlays(figure, grid, run: RunFolder, data: _RunData, frames: list[Volume | None],
+                   frame_labels: dict[int, Volume], annotated: Trajectories | None) -> None:
+    choice = _overlay_choice(data, frames, annotated)
+    reference_mask = _reference_mask(run, data, frame_labels)
+    dice = data.series("dice")
+    for column, (t, role) in enumerate(choice):
+        image = frames[t] if t < len(frames) else None
+        heading = f"frame {t} ({float(data.phase(t)):.0f} %)" + (f", {role}" if role else "")
+        if np.isfinite(dice[t]) and t != data.reference:
+            heading += f"\nDice {dice[t]:.3f}"
+        if image is None:
+            ax = figure.add_subplot(grid[:, column])
+            ax.text(0.5, 0.5, "no image", ha="center", va="center", transform=ax.transAxes)
+            ax.set_title(f"{heading}: image missing", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
+        propagated = None
+        if run.label_path(t).is_file():
+            try:
+                propagated = _on_grid(Volume.read(run.label_path(t)), image)
+            except (ValueError, RuntimeError) as error:
+                data.notes.append(f"label of frame {t} unreadable ({error})")
+        own = _on_grid(frame_labels[t], image) if t in frame_labels else None
+        centre, lower, upper = _box(reference_mask, image)
+        crop = tuple(slice(lower[a], upper[a] + 1) for a in (2, 1, 0))
+        arrays = [None if a is None else np.asarray(a)[crop] for a in (image.array, propagated, own)]
+        low, high = _window(image.array)
+        missing = [name for name, a in (("propagated", propagated), ("own", own)) if a is None]
+        for row, view in enumerate(_views(image)):
+            ax = figure.add_subplot(grid[row, column])
+            index = int(centre[view.axis] - lower[view.axis])
+            ax.imshow(view.cut(arrays[0], index), cmap="gray", vmin=low, vmax=high, aspect=view.aspect,
+                      interpolation="nearest")
+            # the frame's own contour under the propagated one: where both agree, yellow edged in cyan
+            for array, colour, width in ((arrays[2], OWN_COLOUR, 2.2), (arrays[1], PROPAGATED_COLOUR, 1.1)):
+                if array is not None:
+                    _contour(ax, view.cut(array, index), colour, width)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if column == 0:
+                ax.set_ylabel(view.name, fontsize=10)
+            if row == 0:
+                note = ""
+                if "propagated" in missing and t in data.rows:
+                    note = "\n(no propagated label file)"
+                elif "propagated" in missing:
+                    note = "\n(not registered yet)"
+                if "own" in missing and frame_labels:
+                    note += "\n(no own label)"
+                ax.set_title(heading + note, fontsize=9)
+
+
+# --- the figure ---------------------------------------------------------------------------------------
+def write_report(run: RunFolder, frames: list[Volume] | None = None, frame_labels: dict[int, Volume] | None = None,
+                 annotated: Trajectories | None = None, path: Path | None = None) -> Path:
+    """Write the run's report PNG (default ``run.report_png``, atomically) and return its path.
+
+    Panels: Dice, HD95 (mm) and TRE (mm) per phase (% of the cycle; the reference frame marked; TRE against
+    the no-registration landmark displacement when ``annotated`` is given); the landmark paths over the
+    cycle (predicted solid, annotated dashed; LPS mm projected on the two principal directions of all
+    positions); and, when ``frames`` (the T frame images, index = frame) are given, slices through the
+    reference myocardium's centroid in the three image planes for a few frames with the propagated
+    reference myocardium (yellow) and the frame's own myocardium from ``frame_labels`` (cyan; non-zero =
+    myocardium). Works on a partial run: missing data leave a panel empty and its title says so.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    data = _load(run, len(frames) if frames else None)
+    frame_labels = frame_labels or {}
+    path = Path(path) if path is not None else run.report_png
+    overlays = frames is not None and len(frames) > 0
+    columns = min(OVERLAY_FRAMES, data.frames)
+    top_height, bottom_height = 8.0, 3.9 * 3 + 0.8
+    figure = Figure(figsize=(16.0, top_height + (bottom_height if overlays else 0.0)), dpi=100,
+                    layout="constrained")
+    outer = figure.add_gridspec(2 if overlays else 1, 1,
+                                height_ratios=[top_height, bottom_height] if overlays else [1.0])
+    top = outer[0].subgridspec(3, 2, width_ratios=[1.15, 1.0])
+    dice_ax = figure.add_subplot(top[0, 0])
+    hd_ax = figure.add_subplot(top[1, 0], sharex=dice_ax)
+    tre_ax = figure.add_subplot(top[2, 0], sharex=dice_ax)
+    done = len(data.rows)
+    _plot_metric(dice_ax, data, data.series("dice"), "Dice", f"Dice of the propagated myocardium "
+                 f"({done} of {data.frames} frames finished)", "#1f77b4")
+    _plot_metric(hd_ax, data, data.series("hd95_mm"), "HD95 (mm)", "95 % Hausdorff distance", "#d62728")
+    tre = data.series("tre_mm")
+    tre_title = "Landmark TRE"
+    if not np.isfinite(tre).any():
+        computed = _trajectory_error(data.predicted, annotated)
+        if computed:
+            tre = np.array([computed.get(t, np.nan) for t in range(data.frames)])
+            tre_title += " (from the trajectory files)"
+    displacement = _mean_displacement(annotated, data.reference, data.predicted)
+    if not np.isfinite(tre).any() and annotated is None:
+        tre_title += " (no annotated landmarks)"
+    _plot_metric(tre_ax, data, tre, "TRE (mm)", tre_title, "#2ca02c", displacement,
+                 "without registration (annotated motion)")
+    tre_ax.set_xlabel("phase (% of the cardiac cycle)", fontsize=9)
+    _plot_paths(figure.add_subplot(top[:, 1]), data, annotated)
+    if overlays:
+        _plot_overlays(figure, outer[1].subgridspec(3, columns), run, data, list(frames), frame_labels,
+                       annotated)
+    status = data.info.get("status", "?")
+    title = (f"INR registration, run folder '{data.root.name}': {_header(data)} - {done} / {data.frames} frames "
+             f"done, status {status}")
+    subtitle = f"reference frame {data.reference}"
+    if data.missing:
+        subtitle += f"; frames not finished: {_frame_list(data.missing)}"
+    if overlays:
+        subtitle += "; slices: propagated reference myocardium yellow, frame's own myocardium cyan"
+    else:
+        subtitle += "; no overlay slices (frame images not given)"
+    if data.notes:
+        subtitle += "\n" + "; ".join(data.notes)
+    figure.suptitle(f"{title}\n{subtitle}", fontsize=11)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png")
+    return path

@@ -1,0 +1,200 @@
+"""Pairwise registration: one SIREN trained so that ``moving(phi(x)) ~ fixed(x)`` for x in the fixed frame.
+
+Convention (design.md): the *fixed* frame is the reference; ``phi(x) = x + u(x)`` maps a fixed-frame
+point x (LPS mm) to where that tissue is in the *moving* frame. Loss (paper Eq. 4) on random points of the
+fixed frame's sampling mask: ``(1 - alpha)(-NCC(image)) + alpha(-NCC(SDF)) + lambda mean(L_sjac)``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..core.masks import sampling_mask
+from ..core.sdf import sdf_feature
+from ..core.vocabulary import CancelSignal, InputError, is_cancelled
+from ..core.volume import Volume
+from .config import RegistrationConfig
+from .coordinates import NormalizedCoordinates
+from .devices import resolve_device
+from .intensity import normalize_quantiles, normalize_window
+from .interpolation import VolumeSampler
+from .jacobian import determinant_of_identity_plus, jacobian_autograd
+from .losses import registration_loss
+from .registration_result import PairRegistration
+from .sampling import MaskPointSampler
+from .siren import Siren
+
+
+class RegistrationCancelled(RuntimeError):
+    """Raised by :func:`register_pair` when its ``cancel`` signal is set; nothing is returned."""
+
+
+@dataclass(frozen=True)
+class RegistrationProgress:
+    """One progress report: ``iteration`` of ``iterations`` done, current loss, seconds so far and left."""
+
+    iteration: int
+    iterations: int
+    loss: float
+    elapsed_s: float
+    eta_s: float
+
+
+
+def normalized_intensities(volume: Volume, config: RegistrationConfig) -> np.ndarray:
+    """The image channel of ``volume`` in [-1, 1] as the config says (quantiles or a fixed window)."""
+    if config.normalization == "window":
+        return normalize_window(volume.array, *config.window)
+    return normalize_quantiles(volume.array, *config.quantiles)
+
+
+def _check_inputs(fixed: Volume, moving: Volume, fixed_label: Volume | None, moving_label: Volume | None,
+                  mask: Volume | None) -> None:
+    for volume in (fixed, moving):
+        if volume.array.ndim != 3:
+            raise InputError(f"{volume.name} must be 3D, got {volume.array.ndim}D")
+        volume.require_finite()
+    for label, image in ((fixed_label, fixed), (moving_label, moving), (mask, fixed)):
+        if label is None:
+            continue
+        image.require_same_grid(label)
+        if not np.any(label.array):
+            raise InputError(f"{label.name} is empty")
+
+
+def register_pair(
+    fixed: Volume,
+    moving: Volume,
+    *,
+    fixed_label: Volume | None = None,
+    moving_label: Volume | None = None,
+    mask: Volume | None = None,
+    config: RegistrationConfig | None = None,
+    initial: PairRegistration | Siren | None = None,
+    coordinates: NormalizedCoordinates | None = None,
+    progress: Callable[[RegistrationProgress], None] | None = None,
+    cancel: CancelSignal = None,
+) -> PairRegistration:
+    """Register ``moving`` to ``fixed``: learn phi (fixed -> moving, physical LPS mm).
+
+    Args:
+        fixed, moving: 3D images (any grids; each keeps its own geometry).
+        fixed_label, moving_label: boolean myocardium masks on the fixed / moving grid. Their SDFs enter the
+            loss with weight ``config.alpha``; if either is missing, alpha = 0 is used for this pair.
+        mask: where training points are drawn (fixed grid, already dilated as wanted). Default: the fixed
+            label dilated by ``config.myocardium_margin_mm``.
+        config: hyper-parameters (default: the paper's).
+        initial: warm start from a previous registration or network (same width/depth/omega).
+        coordinates: normalised coordinate frame to use (default: around the sampling mask).
+        progress: called every ``config.progress_every`` iterations and at the end.
+        cancel: a ``threading.Event`` or a callable; when set, :class:`RegistrationCancelled` is raised.
+    """
+    config = config or RegistrationConfig()
+    _check_inputs(fixed, moving, fixed_label, moving_label, mask)
+    device = resolve_device(config.device)
+    if mask is None:
+        if fixed_label is None:
+            raise InputError("register_pair needs a sampling 'mask' or a 'fixed_label' to build one")
+        mask = sampling_mask(myocardium=fixed_label, myocardium_margin_mm=config.myocardium_margin_mm)
+    use_sdf = fixed_label is not None and moving_label is not None
+    alpha = config.alpha if use_sdf else 0.0
+    coordinates = coordinates or NormalizedCoordinates.around_mask(mask, config.coordinate_margin)
+
+    fixed_channels = [normalized_intensities(fixed, config)]
+    moving_channels = [normalized_intensities(moving, config)]
+    if alpha > 0:
+        fixed_channels.append(sdf_feature(fixed_label, config.sdf_clip_mm).array)
+        moving_channels.append(sdf_feature(moving_label, config.sdf_clip_mm).array)
+    fixed_sampler = VolumeSampler(fixed_channels, fixed.geometry, device)
+    moving_sampler = VolumeSampler(moving_channels, moving.geometry, device)
+    points = MaskPointSampler(mask, device)
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        network = Siren(config.width, config.depth, config.omega)
+    if initial is not None:
+        source = initial.network if isinstance(initial, PairRegistration) else initial
+        if source.hyperparameters() != network.hyperparameters():
+            raise InputError(f"warm start network {source.hyperparameters()} does not match the configuration "
+                             f"{network.hyperparameters()}")
+        network.load_state_dict(source.state_dict())
+    network.to(device)
+    optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(config.seed + 1)
+    use_jacobian = config.regularization_weight > 0
+    jacobian_points = min(config.jacobian_points or config.points, config.points)
+    scale = coordinates.scale_mm
+
+    losses: list[torch.Tensor] = []
+    started = time.perf_counter()
+
+    def report(iteration: int) -> None:
+        if progress is None:
+            return
+        elapsed = time.perf_counter() - started
+        loss = float(losses[-1]) if losses else float("nan")
+        eta = elapsed / iteration * (config.iterations - iteration) if iteration else float("nan")
+        progress(RegistrationProgress(iteration, config.iterations, loss, elapsed, eta))
+
+    for iteration in range(1, config.iterations + 1):
+        if is_cancelled(cancel):
+            raise RegistrationCancelled(f"registration cancelled at iteration {iteration - 1}")
+        if config.local_ncc_mm > 0:  # cubes of local_ncc_points points around random mask points
+            group = config.local_ncc_points
+            centres = points.sample(config.points // group, generator)
+            offsets = (torch.rand((centres.shape[0], group, 3), generator=generator, device=device) - 0.5)
+            x_mm = (centres[:, None, :] + config.local_ncc_mm * offsets).reshape(-1, 3)
+        else:
+            group = 0
+            x_mm = points.sample(config.points, generator)
+        x_n = coordinates.to_normalized(x_mm)
+        determinant = None
+        if not use_jacobian:
+            u_n = network(x_n)
+        else:
+            # The penalty is a mean over points; with jacobian_points < points it is estimated on the first
+            # (random) jacobian_points of the batch, the rest only needs the plain forward pass.
+            with_jacobian = x_n[:jacobian_points]
+            if config.jacobian == "analytic":
+                u_n, jacobian_u = network.forward_with_jacobian(with_jacobian)
+            else:
+                u_n, jacobian_u = jacobian_autograd(network, with_jacobian, create_graph=True)
+            determinant = determinant_of_identity_plus(jacobian_u)
+            if jacobian_points < config.points:
+                u_n = torch.cat([u_n, network(x_n[jacobian_points:])])
+        fixed_values = fixed_sampler(x_mm)
+        moving_values = moving_sampler(x_mm + scale * u_n)
+        terms = registration_loss(
+            fixed_values[:, 0], moving_values[:, 0],
+            fixed_values[:, 1] if alpha > 0 else None, moving_values[:, 1] if alpha > 0 else None,
+            determinant, alpha, config.regularization_weight, config.tau, local_group=group,
+        )
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        optimizer.step()
+        losses.append(terms["loss"].detach())
+        if iteration % config.progress_every == 0 or iteration == config.iterations:
+            if not torch.isfinite(losses[-1]):
+                raise FloatingPointError(f"registration diverged: loss is {float(losses[-1])} at iteration "
+                                         f"{iteration}; lower the learning rate")
+            report(iteration)
+
+    seconds = time.perf_counter() - started
+    history = torch.stack(losses).cpu().numpy().astype(float).tolist() if losses else []
+    network.eval()
+    return PairRegistration(
+        network=network,
+        coordinates=coordinates,
+        config=config,
+        fixed_geometry=fixed.geometry,
+        alpha_used=alpha,
+        loss_history=history,
+        seconds=seconds,
+        device=str(device),
+    )

@@ -1,0 +1,440 @@
+"""The MRML bridge: the inputs of a run exported from Slicer nodes, and a run folder imported as Slicer nodes.
+
+The only Lib file that imports ``slicer`` (MRML classes only, no Qt, no ``slicer.app``), so it runs inside
+Slicer and on the PyPI ``slicer-core`` wheel alike.
+
+:func:`import_run` creates, for the finished frames of a run folder (:mod:`run_folder`):
+
+- a transform sequence: per frame a grid transform read from ``transforms/frame_NNN.h5`` by Slicer's own
+  transform storage node, i.e. phi (reference -> frame t) stored as *FromParent* on the reference grid. Frame t
+  placed under it is resampled into the reference frame exactly; the reference landmarks or segmentation go to
+  frame t under the *inverted* node (ToParent = phi);
+- a segmentation sequence: the reference myocardium propagated to each frame (``labels/frame_NNN.nii.gz``);
+- a markups sequence (``landmarks/frame_NNN.mrk.json``) and one curve per landmark along its trajectory;
+- a table of ``metrics.csv`` (plus the phase in % of the cycle) and plot charts of Dice, HD95 and TRE per phase;
+- all sequences synchronised in one sequence browser: the CT's own browser when given, else a new one.
+
+:func:`export_inputs` writes what the worker reads: the frames of a CT volume sequence, label maps made from
+segmentations (LV myocardium = 1, other heart segments = 2) and the reference landmarks, each with Slicer's own
+storage nodes (files in LPS, as ITK expects), and returns them as a run request's input files.
+
+Sequence index values are the CT sequence's index values of the frames when a CT browser is given, else the
+frame numbers. Called again with the returned :class:`RunNodes`, it adds the frames finished since (a run still
+in progress) and refreshes the table, charts and curves. Points in MRML are RAS; the run folder is LPS.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import slicer
+
+from ..core.vocabulary import METRIC_COLUMNS, TRACKING_METRICS, InputError, metric
+from ..core.volume import Volume
+from ..cycle.request import InputFiles
+from ..cycle.run_folder import RunFolder
+from ..fileio.frame_sequence import read_frame_labels, read_frame_sequence
+from ..fileio.landmarks import RAS_TO_LPS, Trajectories, read_trajectories_csv, write_trajectories_csv
+
+
+@dataclass
+class RunNodes:
+    """The nodes :func:`import_run` made for one run folder."""
+
+    run_dir: Path
+    browser: object
+    transforms: object
+    segmentations: object
+    landmarks: object | None
+    table: object
+    charts: dict = field(default_factory=dict)
+    curves: list = field(default_factory=list)
+    frames: list[int] = field(default_factory=list)
+    index_values: list[str] = field(default_factory=list)  # sequence index value of each frame
+
+
+def scene_or_default(scene):
+    """``scene``, or Slicer's main scene when None."""
+    return scene if scene is not None else slicer.mrmlScene
+
+
+def sequences_logic():
+    """The Sequences module's logic (proxy-node updates of a browser)."""
+    return slicer.modules.sequences.logic()
+
+
+def _storage_io(scene, node, storage_class, path: Path, write: bool = False) -> Path:
+    """Read ``path`` into ``node`` (or write ``node`` to ``path``) with a temporary storage node of
+    ``storage_class``: Slicer's own readers and writers (files in LPS)."""
+    storage = storage_class()
+    scene.AddNode(storage)
+    storage.SetFileName(str(path))
+    try:
+        if not (storage.WriteData(node) if write else storage.ReadData(node)):
+            raise InputError(f"Slicer could not {'write' if write else 'read'} {path}")
+    finally:
+        scene.RemoveNode(storage)
+    return Path(path)
+
+
+def new_sequence(scene, name: str, index_name: str, index_unit: str, numeric: bool):
+    """An empty sequence node in ``scene`` with the given index name, unit and type (numeric or text)."""
+    sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", name)
+    sequence.SetIndexName(index_name)
+    sequence.SetIndexUnit(index_unit)
+    sequence.SetIndexType(sequence.NumericIndex if numeric else sequence.TextIndex)
+    return sequence
+
+
+def _index_values(browser, frames: int) -> tuple[list[str], str, str, bool]:
+    """Index value per frame and the index name/unit: the CT browser's master sequence's, else frame numbers."""
+    if browser is None:
+        return [str(t) for t in range(frames)], "frame", "", True
+    master = browser.GetMasterSequenceNode()
+    if master is None or master.GetNumberOfDataNodes() != frames:
+        count = 0 if master is None else master.GetNumberOfDataNodes()
+        raise InputError(f"the sequence browser's master sequence has {count} items, the run {frames} frames")
+    values = [master.GetNthIndexValue(t) for t in range(frames)]
+    return values, master.GetIndexName(), master.GetIndexUnit(), master.GetIndexType() == master.NumericIndex
+
+
+def import_segment(segmentation, labelmap, segment_name: str, source: str) -> None:
+    """Add the non-zero voxels of ``labelmap`` (a label map volume node) to ``segmentation`` as one segment named
+    ``segment_name``; ValueError naming ``source`` when Slicer cannot import it or it holds no voxel."""
+    before = segmentation.GetSegmentation().GetNumberOfSegments()
+    if not slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(labelmap, segmentation):
+        raise InputError(f"Slicer could not import {source} as a segmentation")
+    if segmentation.GetSegmentation().GetNumberOfSegments() == before:
+        raise InputError(f"{source} holds no voxel of {segment_name}")
+    segmentation.GetSegmentation().GetNthSegment(before).SetName(segment_name)
+
+
+def _add_frame(scene, nodes: RunNodes, run: RunFolder, frame: int, value: str) -> None:
+    transform = scene.AddNewNodeByClass("vtkMRMLGridTransformNode", f"phi frame {frame}")
+    _storage_io(scene, transform, slicer.vtkMRMLTransformStorageNode, run.transform_path(frame))
+    # Slicer reads grids with cubic interpolation; the worker, ITK and SimpleITK interpolate the field linearly
+    # (cubic moved the tiny phantom's landmarks up to 0.08 mm away from the worker's trajectories, linear 2e-5 mm)
+    transform.GetTransformFromParent().SetInterpolationModeToLinear()
+    nodes.transforms.SetDataNodeAtValue(transform, value)
+    scene.RemoveNode(transform)
+
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", f"myocardium frame {frame}")
+    _storage_io(scene, labelmap, slicer.vtkMRMLVolumeArchetypeStorageNode, run.label_path(frame))
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"myocardium frame {frame}")
+    import_segment(segmentation, labelmap, "LV myocardium", str(run.label_path(frame)))
+    nodes.segmentations.SetDataNodeAtValue(segmentation, value)
+    scene.RemoveNode(segmentation)
+    scene.RemoveNode(labelmap)
+
+    if nodes.landmarks is not None and run.landmarks_path(frame).is_file():
+        markups = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", f"landmarks frame {frame}")
+        _storage_io(scene, markups, slicer.vtkMRMLMarkupsJsonStorageNode, run.landmarks_path(frame))
+        nodes.landmarks.SetDataNodeAtValue(markups, value)
+        scene.RemoveNode(markups)
+
+
+def _update_table(scene, nodes: RunNodes, run: RunFolder, frames: int) -> None:
+    """The metrics table (one row per finished frame, ``phase_pct`` first) and the Dice/HD95/TRE charts."""
+    import vtk
+
+    rows = [{**row, "phase_pct": 100.0 * row["frame"] / frames} for row in run.read_metrics()]
+    table = vtk.vtkTable()
+    for name in ("frame", "phase_pct", *METRIC_COLUMNS[1:]):
+        kind = "d" if name == "frame" else "f" if name == "phase_pct" else metric(name).form[-1]
+        array = {"d": vtk.vtkIntArray, "s": vtk.vtkStringArray}.get(kind, vtk.vtkDoubleArray)()
+        array.SetName(name)
+        for row in rows:
+            array.InsertNextValue(row[name])
+        table.AddColumn(array)
+    nodes.table.SetAndObserveTable(table)
+    for name in TRACKING_METRICS:
+        if not any(math.isfinite(row[name]) for row in rows) or name in nodes.charts:
+            continue
+        entry = metric(name)
+        title = entry.title
+        series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", f"{title} per phase")
+        series.SetAndObserveTableNodeID(nodes.table.GetID())
+        series.SetXColumnName("phase_pct")
+        series.SetYColumnName(name)
+        series.SetPlotType(series.PlotTypeScatter)
+        series.SetMarkerStyle(series.MarkerStyleCircle)
+        chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", f"{title} per phase")
+        chart.AddAndObservePlotSeriesNodeID(series.GetID())
+        chart.SetTitle(f"{title} per phase")
+        chart.SetXAxisTitle("phase (% of the cycle)")
+        chart.SetYAxisTitle(entry.label)
+        nodes.charts[name] = chart
+
+
+def _update_curves(scene, nodes: RunNodes, run: RunFolder) -> None:
+    """One open curve per landmark through its positions in the finished frames (frame order, RAS)."""
+    if nodes.landmarks is None or not run.trajectories_csv.is_file():
+        return
+    trajectories = read_trajectories_csv(run.trajectories_csv)
+    if not nodes.curves:
+        for label in trajectories.labels:
+            curve = scene.AddNewNodeByClass("vtkMRMLMarkupsCurveNode", f"{label} trajectory")
+            curve.SetCurveTypeToLinear()
+            nodes.curves.append(curve)
+    for n, curve in enumerate(nodes.curves):
+        curve.RemoveAllControlPoints()
+        for t, frame in enumerate(trajectories.frames):
+            ras = trajectories.points_lps[t, n] * RAS_TO_LPS
+            curve.AddControlPoint(float(ras[0]), float(ras[1]), float(ras[2]), f"{frame}")
+
+
+def import_run(run_dir: str | Path, scene=None, browser=None, nodes: RunNodes | None = None,
+               name: str | None = None) -> RunNodes:
+    """Import (or, with ``nodes``, update) the finished frames of the run folder ``run_dir`` as MRML nodes.
+
+    ``browser``: the CT's sequence browser, to synchronise the results with (its master sequence must have one
+    item per frame); without it a new browser is made. ``name`` prefixes the node names (default: the run
+    folder's name). Returns the nodes; :attr:`RunNodes.frames` lists the frames imported so far.
+    """
+    scene = scene_or_default(scene)
+    run = RunFolder(run_dir)
+    info = run.read_run_info()
+    frames = int(info["frames"])
+    prefix = name or run.root.name
+    if nodes is None:
+        values, index_name, index_unit, numeric = _index_values(browser, frames)
+        has_landmarks = info.get("inputs", {}).get("landmarks") is not None
+        nodes = RunNodes(
+            run_dir=run.root,
+            browser=browser,
+            transforms=new_sequence(scene, f"{prefix} transforms", index_name, index_unit, numeric),
+            segmentations=new_sequence(scene, f"{prefix} myocardium", index_name, index_unit, numeric),
+            landmarks=(new_sequence(scene, f"{prefix} landmarks", index_name, index_unit, numeric)
+                       if has_landmarks else None),
+            table=scene.AddNewNodeByClass("vtkMRMLTableNode", f"{prefix} metrics"),
+            index_values=values,
+        )
+        if nodes.browser is None:
+            nodes.browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", f"{prefix} browser")
+            nodes.browser.SetAndObserveMasterSequenceNodeID(nodes.transforms.GetID())
+        for sequence in (nodes.transforms, nodes.segmentations, nodes.landmarks):
+            if sequence is not None and sequence is not nodes.browser.GetMasterSequenceNode():
+                nodes.browser.AddSynchronizedSequenceNodeID(sequence.GetID())
+    for frame in sorted(run.finished_records(frames)):
+        if frame not in nodes.frames:
+            _add_frame(scene, nodes, run, frame, nodes.index_values[frame])
+            nodes.frames.append(frame)
+    nodes.frames.sort()
+    _update_table(scene, nodes, run, frames)
+    _update_curves(scene, nodes, run)
+    sequences_logic().UpdateProxyNodesFromSequences(nodes.browser)
+    return nodes
+
+
+# --- export -----------------------------------------------------------------------------------------------
+MYOCARDIUM_VALUE, HEART_VALUE = 1, 2
+
+
+def _segment_id(segmentation, name: str, frame: int) -> str:
+    segment_id = segmentation.GetSegmentation().GetSegmentIdBySegmentName(name)
+    if not segment_id:
+        present = [segmentation.GetSegmentation().GetNthSegment(n).GetName()
+                   for n in range(segmentation.GetSegmentation().GetNumberOfSegments())]
+        raise InputError(f"the segmentation of frame {frame} has no segment {name!r} (segments: {present})")
+    return segment_id
+
+
+def export_inputs(ct_sequence, out_dir: str | Path, *, segmentations=None, myocardium_segment: str = "",
+                  heart_segments: list[str] | None = None, landmarks=None, annotated_landmarks=None,
+                  scene=None) -> InputFiles:
+    """Write the inputs of a run from MRML nodes into ``out_dir`` and return them as a run request's input files.
+
+    Args:
+        ct_sequence: a ``vtkMRMLSequenceNode`` of scalar volumes, one per frame.
+        segmentations: per-frame segmentations: a sequence node with one segmentation per frame, or a dict
+            ``{frame: vtkMRMLSegmentationNode}`` for only some frames (at least the reference frame).
+        myocardium_segment: name of the LV-myocardium segment (value 1 in the written label maps).
+        heart_segments: names of further segments that make up the heart mask for sampling (value 2); the
+            mask is then labels 1 and 2. Frames whose segmentation lacks them get only the myocardium (the worker
+            takes the heart mask from the reference frame alone); each must occur in some frame.
+        landmarks: a ``vtkMRMLMarkupsFiducialNode`` placed on the reference frame.
+        annotated_landmarks: expert positions of (some of) those landmarks in other frames, for the TRE: a
+            markups sequence with one item per frame, or ``{frame: markups node}``; the landmarks present in every
+            given frame are used (matched by label).
+
+    Returns the :class:`~..cycle.request.InputFiles` of the written files (frames, per-frame label maps with the
+    myocardium = 1 and heart = 2, landmarks), ready for a :class:`~..cycle.request.RunRequest`.
+    """
+    scene = scene_or_default(scene)
+    out = Path(out_dir)
+    frames = ct_sequence.GetNumberOfDataNodes()
+    if frames < 2:
+        raise InputError(f"the CT sequence has {frames} frame(s); a cycle needs at least 2")
+    volumes = [ct_sequence.GetNthDataNode(t) for t in range(frames)]
+    if any(v is None or not v.IsA("vtkMRMLScalarVolumeNode") for v in volumes):
+        raise InputError("every item of the CT sequence must be a scalar volume")
+    for t, volume in enumerate(volumes):
+        _storage_io(scene, volume, slicer.vtkMRMLVolumeArchetypeStorageNode, out / "frames" / f"frame_{t:03d}.nii.gz",
+                    write=True)
+    by_frame = _nodes_by_frame(segmentations, frames, "segmentation")
+    if by_frame and not myocardium_segment:
+        raise InputError("name the LV-myocardium segment (myocardium_segment)")
+    label_specs = []
+    heart_found: set[str] = set()
+    for t, segmentation in sorted(by_frame.items()):
+        if not 0 <= t < frames:
+            raise InputError(f"segmentation given for frame {t}, but the CT sequence has frames 0..{frames - 1}")
+        reference = volumes[t]
+        labels = None
+        present = [n for n in heart_segments or [] if segmentation.GetSegmentation().GetSegmentIdBySegmentName(n)]
+        heart_found.update(present)
+        for name, value in [*((n, HEART_VALUE) for n in present), (myocardium_segment, MYOCARDIUM_VALUE)]:
+            mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, _segment_id(segmentation, name, t),
+                                                              reference) > 0
+            labels = np.zeros(mask.shape, np.uint8) if labels is None else labels
+            labels[mask] = value
+        labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", f"labels frame {t}")
+        try:
+            labelmap.CopyOrientation(reference)
+            slicer.util.updateVolumeFromArray(labelmap, labels)
+            path = _storage_io(scene, labelmap, slicer.vtkMRMLVolumeArchetypeStorageNode,
+                               out / "labels" / f"frame_{t:03d}.nii.gz", write=True)
+        finally:
+            scene.RemoveNode(labelmap)
+        label_specs.append(f"{t}={path}")
+    missing_heart = [n for n in heart_segments or [] if n not in heart_found]
+    if missing_heart:
+        raise InputError(f"no segmentation has the heart segment(s) {missing_heart}")
+    landmark_path = None
+    if landmarks is not None:
+        if landmarks.GetNumberOfControlPoints() == 0:
+            raise InputError(f"the landmarks node {landmarks.GetName()!r} has no points")
+        landmark_path = _storage_io(scene, landmarks, slicer.vtkMRMLMarkupsJsonStorageNode,
+                                    out / "landmarks_reference.mrk.json", write=True)
+    annotated_path = None
+    if annotated_landmarks:
+        if landmark_path is None:
+            raise InputError("annotated landmark positions need the reference landmarks")
+        annotated_path = write_trajectories_csv(out / "landmarks_annotated.csv",
+                                                _annotated_trajectories(annotated_landmarks, frames))
+    return InputFiles(image=out / "frames", labels=tuple(label_specs),
+                      myocardium_label=MYOCARDIUM_VALUE if label_specs else None,
+                      heart_label=(MYOCARDIUM_VALUE, HEART_VALUE) if label_specs and heart_segments else (),
+                      landmarks=landmark_path, landmarks_annotated=annotated_path)
+
+
+def _nodes_by_frame(nodes, frames: int, what: str) -> dict:
+    """``{frame: node}`` from None, such a dict, or a sequence node with one item per frame."""
+    if nodes is None:
+        return {}
+    if isinstance(nodes, dict):
+        return dict(nodes)
+    if nodes.GetNumberOfDataNodes() != frames:
+        raise InputError(f"the {what} sequence has {nodes.GetNumberOfDataNodes()} items, the CT sequence {frames}")
+    return {t: nodes.GetNthDataNode(t) for t in range(frames)}
+
+
+def _annotated_trajectories(annotated, frames: int) -> Trajectories:
+    """Trajectories (LPS) of the landmarks present in every annotated frame."""
+    by_frame = _nodes_by_frame(annotated, frames, "annotated landmarks")
+    points = {}
+    for t, markups in sorted(by_frame.items()):
+        if not 0 <= t < frames:
+            raise InputError(f"landmarks annotated for frame {t}, but the CT sequence has frames 0..{frames - 1}")
+        if markups is None or markups.GetNumberOfControlPoints() == 0:
+            continue
+        points[t] = {markups.GetNthControlPointLabel(n): np.array(markups.GetNthControlPointPosition(n)) * RAS_TO_LPS
+                     for n in range(markups.GetNumberOfControlPoints())}
+    common = [label for label in next(iter(points.values()), {}) if all(label in p for p in points.values())]
+    if not common:
+        raise InputError("the annotated frames have no landmark label in common")
+    frame_list = sorted(points)
+    return Trajectories(tuple(frame_list), tuple(common),
+                        np.array([[points[t][label] for label in common] for t in frame_list]))
+
+
+# --- loading files as a scene ---------------------------------------------------------------------------
+@dataclass
+class CycleNodes:
+    """A cardiac cycle loaded from files (:func:`load_cycle_files`): all sequences in one browser."""
+
+    ct: object
+    browser: object
+    segmentations: object | None = None
+    landmarks: object | None = None
+
+
+def browser_for_sequence(sequence, scene=None, create: bool = True):
+    """The sequence browser that plays ``sequence`` (the first one found), or a new one when ``create``."""
+    scene = scene_or_default(scene)
+    for n in range(scene.GetNumberOfNodesByClass("vtkMRMLSequenceBrowserNode")):
+        browser = scene.GetNthNodeByClass(n, "vtkMRMLSequenceBrowserNode")
+        if browser.IsSynchronizedSequenceNode(sequence.GetID(), True):
+            return browser
+    if not create:
+        return None
+    browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", f"{sequence.GetName()} browser")
+    browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
+    sequences_logic().UpdateProxyNodesFromSequences(browser)
+    return browser
+
+
+def _set_geometry(node, volume: Volume) -> None:
+    """IJK -> RAS of ``node`` from the LPS geometry of ``volume``."""
+    import vtk
+
+    geometry = volume.geometry
+    flip = np.diag(RAS_TO_LPS)
+    directions = flip @ np.asarray(geometry.direction, dtype=float).reshape(3, 3)
+    matrix = vtk.vtkMatrix4x4()
+    for row in range(3):
+        for column in range(3):
+            matrix.SetElement(row, column, directions[row, column])
+    node.SetIJKToRASDirectionMatrix(matrix)
+    node.SetSpacing(*geometry.spacing)
+    node.SetOrigin(*(np.asarray(geometry.origin) * RAS_TO_LPS))
+
+
+def volume_node(scene, volume: Volume, name: str, class_name: str = "vtkMRMLScalarVolumeNode"):
+    """A new volume node holding ``volume`` (voxels copied, LPS geometry turned into Slicer's RAS)."""
+    node = scene.AddNewNodeByClass(class_name, name)
+    slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(volume.array))
+    _set_geometry(node, volume)
+    return node
+
+
+def load_cycle_files(image: str | Path, labels: str | Path | None = None, label_names: dict[int, str] | None = None,
+                     landmarks: str | Path | None = None, scene=None, name: str = "CT") -> CycleNodes:
+    """Load a cardiac cycle from files as Slicer nodes: the frames (any input ``inr-cardiac register`` reads: 4D
+    NIfTI/NRRD, ``.seq.nrrd``, a folder of frames, DICOM) as a volume sequence, the label maps as a segmentation
+    sequence (one segment per value of ``label_names``, e.g. ``{1: "LV myocardium"}``), the reference landmarks as a
+    markups node; the sequences synchronised in one new browser."""
+    scene = scene_or_default(scene)
+    sequence = read_frame_sequence(image, name=name)
+    ct = new_sequence(scene, name, "frame", "", True)
+    for t, frame in enumerate(sequence.frames):
+        node = volume_node(scene, frame, f"{name} frame {t}")
+        ct.SetDataNodeAtValue(node, str(t))
+        scene.RemoveNode(node)
+    browser = browser_for_sequence(ct, scene)
+    nodes = CycleNodes(ct=ct, browser=browser)
+    if labels is not None:
+        by_frame = read_frame_labels(str(labels), sequence)
+        names = label_names or {1: "LV myocardium"}
+        nodes.segmentations = new_sequence(scene, f"{name} segmentation", "frame", "", True)
+        for t, label_volume in sorted(by_frame.items()):
+            segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{name} segmentation frame {t}")
+            for value, segment_name in names.items():
+                mask = label_volume.with_array((np.asarray(label_volume.array) == value).astype(np.uint8))
+                labelmap = volume_node(scene, mask, segment_name, "vtkMRMLLabelMapVolumeNode")
+                try:
+                    import_segment(segmentation, labelmap, segment_name,
+                                   f"label value {value} of frame {t} of {labels}")
+                finally:
+                    scene.RemoveNode(labelmap)
+            nodes.segmentations.SetDataNodeAtValue(segmentation, str(t))
+            scene.RemoveNode(segmentation)
+        browser.AddSynchronizedSequenceNodeID(nodes.segmentations.GetID())
+    if landmarks is not None:
+        nodes.landmarks = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", f"{name} landmarks")
+        _storage_io(scene, nodes.landmarks, slicer.vtkMRMLMarkupsJsonStorageNode, Path(landmarks))
+    sequences_logic().UpdateProxyNodesFromSequences(browser)
+    return nodes

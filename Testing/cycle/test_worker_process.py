@@ -1,0 +1,85 @@
+"""The background worker runner (the part of the Slicer module that needs no Qt), with the real worker in real
+processes: progress events, cancel of the whole process tree, the log tail of a failed worker."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import pytest
+from helpers import phantom_request
+from INRCardiacRegistrationLib.cycle.request import worker_command
+from INRCardiacRegistrationLib.cycle.run_folder import RunFolder
+from INRCardiacRegistrationLib.cycle.worker_process import ProgressReader, WorkerProcess
+
+# A launcher like PythonSlicer: the real Python runs as its child, so killing only the launcher is not enough.
+LAUNCHER = [sys.executable, "-c", "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"]
+
+
+def worker_argv(phantom, out, launcher: bool = False) -> list[str]:
+    argv = worker_command(sys.executable, out, phantom_request(phantom))
+    return LAUNCHER + argv if launcher else argv
+
+
+def test_progress_reader_returns_each_event_once(tmp_path):
+    path = tmp_path / "progress.jsonl"
+    reader = ProgressReader(path)
+    assert reader.read_new() == []
+    path.write_text('{"event": "started"}\n{"event": "iter')
+    assert [e["event"] for e in reader.read_new()] == ["started"]
+    with open(path, "a") as stream:
+        stream.write('ation", "frame": 1}\n')
+    assert reader.read_new() == [{"event": "iteration", "frame": 1}]
+    assert reader.read_new() == []
+
+
+def test_worker_reports_progress_and_finishes(tiny_phantom, tmp_path):
+    worker = WorkerProcess(worker_argv(tiny_phantom, tmp_path / "run"), tmp_path / "run").start()
+    seen = []
+    while worker.running:
+        seen += worker.poll()
+        time.sleep(0.1)
+    worker.wait()
+    seen += worker.poll()
+    kinds = [e["event"] for e in seen]
+    assert worker.outcome() == "finished", worker.log_tail()
+    assert kinds[0] == "started" and kinds[-1] == "finished" and kinds.count("frame_finished") == 3
+    iterations = [e for e in seen if e["event"] == "iteration"]
+    assert iterations and all({"frame", "iteration", "iterations", "loss", "eta_s"} <= set(e) for e in iterations)
+    assert worker.events == seen
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups are POSIX")
+def test_cancel_ends_the_whole_tree_within_5_s_and_keeps_finished_frames(tiny_phantom, tmp_path):
+    out = tmp_path / "run"
+    worker = WorkerProcess(worker_argv(tiny_phantom, out, launcher=True), out).start()
+    deadline = time.monotonic() + 120
+    while not any(e["event"] == "frame_finished" for e in worker.events):
+        assert worker.running and time.monotonic() < deadline, worker.log_tail()
+        worker.poll()
+        time.sleep(0.05)
+    started = time.monotonic()
+    code = worker.cancel()
+    elapsed = time.monotonic() - started
+    print(f"cancel took {elapsed:.2f} s, exit code {code}")
+    assert elapsed < 5.0
+    with pytest.raises(ProcessLookupError):
+        os.killpg(worker.pid, 0)  # no process of the tree is left
+    assert code == 130 and worker.outcome() == "cancelled"
+    run = RunFolder(out)
+    assert worker.events[-1]["event"] == "cancelled"
+    finished = sorted(run.finished_records(4))
+    assert finished[:2] == [0, 1] and finished != [0, 1, 2, 3]
+    assert sorted(p.name for p in (out / "transforms").iterdir()) == [f"frame_{t:03d}.h5" for t in finished]
+    assert not list(out.rglob(".tmp-*"))
+
+
+def test_a_failing_worker_surfaces_its_last_log_lines(tiny_phantom, tmp_path):
+    out = tmp_path / "run"
+    argv = worker_argv(tiny_phantom, out, launcher=True) + ["--device", "cuda:7"]
+    worker = WorkerProcess(argv, out).start()
+    worker.wait(timeout=120)
+    assert worker.outcome() == "bad input"
+    tail = worker.log_tail()
+    assert tail[-1].startswith("inr-cardiac register: error: device 'cuda:7' was requested"), tail
