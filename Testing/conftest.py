@@ -8,7 +8,8 @@ import torch
 from helpers import SMALL, register_argv
 from INRCardiacRegistrationLib.core.masks import sampling_mask
 from INRCardiacRegistrationLib.engine.pair_registration import register_pair
-from INRCardiacRegistrationLib.phantom.model import PhantomConfig, generate_phantom, load_phantom
+from INRCardiacRegistrationLib.phantom.config import PhantomConfig
+from INRCardiacRegistrationLib.phantom.files import generate_phantom, load_phantom
 from INRCardiacRegistrationLib.phantom.synthetic_pair import make_synthetic_pair
 
 torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))

@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 from benchmark_report import machine_description, update_section
 from INRCardiacRegistrationLib.cli.main import main as cli_main
-from INRCardiacRegistrationLib.phantom.model import PhantomConfig, generate_phantom
+from INRCardiacRegistrationLib.phantom.config import PhantomConfig
+from INRCardiacRegistrationLib.phantom.files import generate_phantom
 
 
 def phantoms(root: Path, count: int, frames: int, spacing: float) -> Path:

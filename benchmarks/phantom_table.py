@@ -24,8 +24,9 @@ import numpy as np
 from benchmark_report import machine_description, register_or_reuse, update_section
 from INRCardiacRegistrationLib.cycle.run_folder import RunFolder
 from INRCardiacRegistrationLib.engine.devices import resolve_device
+from INRCardiacRegistrationLib.phantom.config import PhantomConfig
 from INRCardiacRegistrationLib.phantom.evaluation import evaluate_run_on_phantom
-from INRCardiacRegistrationLib.phantom.model import PhantomConfig, generate_phantom, load_phantom
+from INRCardiacRegistrationLib.phantom.files import generate_phantom, load_phantom
 
 MODES = ("sequential", "non-sequential")
 ALPHAS = (0.0, 0.8, 1.0)

@@ -23,7 +23,8 @@ distributed = pytest.importorskip("distributed", reason="inr-cardiac batch needs
 from helpers import TINY  # noqa: E402
 from INRCardiacRegistrationLib.cli.main import main  # noqa: E402
 from INRCardiacRegistrationLib.cycle.run_folder import RunFolder  # noqa: E402
-from INRCardiacRegistrationLib.phantom.model import PhantomConfig, generate_phantom  # noqa: E402
+from INRCardiacRegistrationLib.phantom.config import PhantomConfig  # noqa: E402
+from INRCardiacRegistrationLib.phantom.files import generate_phantom  # noqa: E402
 
 FRAMES = 4
 COMMON = " ".join(["--myocardium-label", "1", "--heart-label", "1", "2", "3", *TINY])

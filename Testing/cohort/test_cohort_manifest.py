@@ -80,6 +80,7 @@ def test_a_missing_manifest_is_named(tmp_path):
         read_manifest(tmp_path / "nope.csv")
 
 
+@pytest.mark.slow  # the tiny_run fixture registers a phantom (about 25 s on 2 CPU cores)
 def test_summary_means_leave_the_reference_frame_out(tiny_run, tmp_path):
     """Per-patient means from a real run folder equal the means of its metrics.csv without the reference row; a
     patient never run, or with a damaged run.json, is listed with its status."""

@@ -18,8 +18,9 @@ import SimpleITK as sitk
 from helpers import register_argv
 from INRCardiacRegistrationLib.cli.main import main
 from INRCardiacRegistrationLib.core.metrics import dice
+from INRCardiacRegistrationLib.core.vocabulary import METRIC_COLUMNS
 from INRCardiacRegistrationLib.cycle.driver import processing_order
-from INRCardiacRegistrationLib.cycle.run_folder import METRIC_COLUMNS, RunFolder
+from INRCardiacRegistrationLib.cycle.run_folder import RunFolder
 from INRCardiacRegistrationLib.engine.registration_result import PairRegistration
 from INRCardiacRegistrationLib.fileio.displacement_field import read_displacement_field
 from INRCardiacRegistrationLib.fileio.landmarks import read_markups_json, read_trajectories_csv
@@ -337,6 +338,28 @@ def test_a_run_from_before_a_new_config_field_still_resumes(finished_run, tmp_pa
         del info["config"][name]
     (old / "run.json").write_text(json.dumps(info))
     assert main(["register", "--out", str(old), "--resume", "--quiet", "--no-report", "--device", "cpu"]) == 0
+
+
+def test_a_run_folder_of_the_version_before_the_run_request_resumes(finished_run, tiny_phantom, tmp_path):
+    """A run folder written before the run request existed (its run.json as version 0.1.0 wrote it, captured in
+    Testing/data; paths and the phantom's grids filled in) resumes after a cancel and ends with the metrics of an
+    uninterrupted run (every column but the time)."""
+    import json
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(finished_run.root, old)
+    new_info = json.loads((old / "run.json").read_text())
+    template = (Path(__file__).resolve().parents[1] / "data" / "run_json_0.1.0_before_run_request.json").read_text()
+    info = json.loads(template.replace("{phantom}", str(tiny_phantom.manifest_path.parent)))
+    for key in ("frames", "order", "geometry", "field_geometry"):
+        info[key] = new_info[key]
+    (old / "run.json").write_text(json.dumps(info))
+    for frame in (2, 3):  # cancelled after frame 1: the later frames have no record
+        RunFolder(old).record_path(frame).unlink()
+    assert main(["register", "--out", str(old), "--resume", "--quiet", "--no-report"]) == 0
+    assert metric_rows_without_time(RunFolder(old)) == metric_rows_without_time(finished_run)
+    assert RunFolder(old).read_run_info()["resumed"] == 1
 
 
 def test_a_stop_asked_before_the_run_starts_writes_nothing(tiny_phantom, tmp_path):

@@ -531,7 +531,7 @@ def test_truncated_gzip_is_refused(tmp_path):
 def test_gzip_of_several_members_or_with_an_unexpected_size_is_read_whole(tmp_path):
     """The fast check (the trailer's size against the NIfTI header's) only decides 'complete'; anything else is
     decompressed to its end-of-stream marker: a valid two-member file passes, a cut one does not."""
-    from INRCardiacRegistrationLib.fileio.gzip_check import require_complete_gzip
+    from INRCardiacRegistrationLib.core.gzip_check import require_complete_gzip
 
     raw = _write_3d(tmp_path / "frame.nii", _frames()[0]).read_bytes()
     two = tmp_path / "two.nii.gz"

@@ -148,3 +148,91 @@ def test_the_check_can_fail(module_tree, ui_widgets):
     broken = {k: v for k, v in ui_widgets.items() if k != "cancelButton"}
     with pytest.raises(AssertionError, match="cancelButton is not in"):
         test_every_widget_the_code_uses_exists_with_its_class(module_tree, broken)
+
+
+def _camel_to_snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+def _registration_parameters(tree) -> dict[str, tuple]:
+    """``{config field: (default, (low, high))}`` of the parameter-node fields that are registration settings, with
+    the default and the ``WithinRange`` bounds evaluated as the module writes them (against the real Lib)."""
+    from INRCardiacRegistrationLib.engine import config
+
+    wrapped = next(node for node in tree.body if isinstance(node, ast.ClassDef)
+                   and any(ast.unparse(d) == "parameterNodeWrapper" for d in node.decorator_list))
+    namespace = {"PAPER": config.preset("paper"), "field_range": config.field_range, "preset": config.preset,
+                 "WithinRange": lambda low, high: (low, high)}
+    paper = config.preset("paper")
+    found = {}
+    for item in wrapped.body:
+        field = _camel_to_snake(item.target.id) if isinstance(item, ast.AnnAssign) else None
+        if field not in config.field_names() or isinstance(getattr(paper, field), str):
+            continue  # text settings (the device) are enums in the GUI
+        annotation = item.annotation
+        assert isinstance(annotation, ast.Subscript) and ast.unparse(annotation.value) == "Annotated", \
+            f"{item.target.id} needs a WithinRange taken from the configuration"
+        bounds = eval(ast.unparse(annotation.slice.elts[1]), namespace)  # noqa: S307 (the module's own source)
+        found[field] = (eval(ast.unparse(item.value), namespace), bounds)  # noqa: S307
+    return found
+
+
+def test_parameter_node_defaults_and_ranges_are_the_configurations(module_tree):
+    """The registration settings of the parameter node default to ``preset("paper")`` and range over what the
+    configuration accepts (its ``field_range``), not over a second list of numbers."""
+    from INRCardiacRegistrationLib.engine.config import field_range, preset
+
+    found = _registration_parameters(module_tree)
+    assert {"alpha", "iterations", "warm_start_iterations", "points", "learning_rate", "regularization_weight",
+            "seed"} <= set(found)
+    paper = preset("paper")
+    for field, (default, bounds) in found.items():
+        assert default == getattr(paper, field), f"{field}: default {default} is not the paper's"
+        assert bounds == field_range(field), f"{field}: range {bounds} is not the configuration's"
+
+
+def test_ui_spin_boxes_offer_the_configurations_range(module_tree):
+    """The ``.ui`` widgets of those settings start at the paper's value and span the configuration's range (Qt
+    Designer files cannot import it, so this test keeps them equal)."""
+    from INRCardiacRegistrationLib.engine.config import field_range, preset
+
+    fields = set(_registration_parameters(module_tree))
+    paper = preset("paper")
+    root = ET.parse(UI).getroot()
+    checked = 0
+    for element in root.iter("widget"):
+        properties = {prop.get("name"): prop for prop in element.findall("property")}
+        bound = properties.get("SlicerParameterName")
+        field = _camel_to_snake(bound.findtext("string")) if bound is not None else None
+        if field not in fields:
+            continue
+        number = {name: float(prop[0].text) for name, prop in properties.items()
+                  if name in ("minimum", "maximum", "value")}
+        assert (number["minimum"], number["maximum"]) == field_range(field), element.get("name")
+        assert number["value"] == getattr(paper, field), element.get("name")
+        checked += 1
+    assert checked == len(fields)
+
+
+def test_preset_choices_are_the_configurations_presets(module_tree):
+    from INRCardiacRegistrationLib.engine.config import PRESETS
+
+    preset_enum = next(node for node in module_tree.body if isinstance(node, ast.ClassDef) and node.name == "Preset")
+    values = {ast.literal_eval(item.value) for item in preset_enum.body if isinstance(item, ast.Assign)}
+    assert values == set(PRESETS)
+
+
+def test_a_default_or_range_of_its_own_is_found(module_tree):
+    """The two checks above fail on a parameter node that lists its own numbers (as it once did: iterations >= 1)."""
+    import copy
+
+    for replace, message in ((lambda item: setattr(item, "value", ast.Constant(1500)), "iterations: default 1500"),
+                             (lambda item: item.annotation.slice.elts.__setitem__(1, ast.parse(
+                                 "WithinRange(1, 100000)", mode="eval").body), "iterations: range \\(1, 100000\\)")):
+        tree = copy.deepcopy(module_tree)
+        wrapped = next(node for node in tree.body if isinstance(node, ast.ClassDef)
+                       and any(ast.unparse(d) == "parameterNodeWrapper" for d in node.decorator_list))
+        replace(next(item for item in wrapped.body
+                     if isinstance(item, ast.AnnAssign) and item.target.id == "iterations"))
+        with pytest.raises(AssertionError, match=message):
+            test_parameter_node_defaults_and_ranges_are_the_configurations(tree)

@@ -88,13 +88,10 @@ CT = DATA / "ct" / "heart_ct_crop.nii.gz"
 def test_phantom_with_real_ct_texture_moves_the_texture_with_the_known_motion(tmp_path):
     """Frame 0 is the real CT (re-centred) on the phantom grid; in frame t the texture sits where the ground-truth
     motion carries it: frame_t(phi_t(p)) = frame_0(p) up to interpolation, far better than frame_t(p)."""
-    from INRCardiacRegistrationLib.phantom.model import (
-        PhantomConfig,
-        _sample_texture_ct,
-        generate_phantom,
-        ground_truth_map,
-        load_phantom,
-    )
+    from INRCardiacRegistrationLib.phantom.config import PhantomConfig
+    from INRCardiacRegistrationLib.phantom.files import generate_phantom, load_phantom
+    from INRCardiacRegistrationLib.phantom.motion import ground_truth_map
+    from INRCardiacRegistrationLib.phantom.rendering import sample_texture_ct
     from scipy import ndimage
 
     config = PhantomConfig(frames=4, spacing_mm=(2.5, 2.5, 2.5), noise_hu=0.0, blur_mm=0.0, texture_ct=str(CT))
@@ -102,7 +99,7 @@ def test_phantom_with_real_ct_texture_moves_the_texture_with_the_known_motion(tm
     assert phantom.config.texture_ct == str(CT.resolve())
     reference = phantom.images[0]
     grid_points = reference.geometry.index_to_physical(np.argwhere(np.ones(reference.array.shape))[:, ::-1])
-    expected = np.rint(_sample_texture_ct(str(CT.resolve()), grid_points)).reshape(reference.array.shape)
+    expected = np.rint(sample_texture_ct(str(CT.resolve()), grid_points)).reshape(reference.array.shape)
     assert np.array_equal(reference.array, np.clip(expected, -1024, 3071))
 
     def at(volume, points):

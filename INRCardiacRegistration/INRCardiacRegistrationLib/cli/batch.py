@@ -17,17 +17,20 @@ from ..core.vocabulary import ExitCode, RunState
 from .stop_signals import cancel_on_signals
 from .terminal import TerminalBar
 
+DESCRIPTION = """\
+Register every patient of MANIFEST (CSV columns patient, image, and optionally labels, landmarks,
+landmarks_annotated, options) with the same worker as 'register', each into COHORT_DIR/runs/PATIENT, as Dask tasks:
+an embedded local cluster, or a running Dask scheduler (e.g. on SLURM with dask-jobqueue). Failed patients are
+retried and then reported without stopping the others; re-running the same command skips finished patients and
+resumes interrupted ones. Writes cohort_metrics.csv (patient x frame), cohort_summary.csv (per patient) and
+cohort_report.png (Dice per phase, mean +- SD over patients).
+"""
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "batch", help="register a cohort from a manifest CSV (Dask: local cluster or an existing scheduler)",
-        description="Register every patient of MANIFEST (CSV columns patient, image, and optionally labels, "
-                    "landmarks, landmarks_annotated, options) with the same worker as 'register', each into "
-                    "COHORT_DIR/runs/PATIENT, as Dask tasks: an embedded local cluster, or a running Dask scheduler "
-                    "(e.g. on SLURM with dask-jobqueue). Failed patients are retried and then reported without "
-                    "stopping the others; re-running the same command skips finished patients and resumes "
-                    "interrupted ones. Writes cohort_metrics.csv (patient x frame), cohort_summary.csv (per "
-                    "patient) and cohort_report.png (Dice per phase, mean +- SD over patients).")
+        description=DESCRIPTION)
     parser.add_argument("manifest", type=Path, metavar="MANIFEST.csv", help="one row per patient (header required)")
     parser.add_argument("--out", required=True, type=Path, metavar="COHORT_DIR",
                         help="cohort folder (new, or the same folder again to continue)")

@@ -20,12 +20,16 @@ from ..cycle.request import MODES, add_config_arguments
 DEFAULT_OUT = Path("out/demo")
 
 
+DESCRIPTION = """\
+Write the synthetic beating-heart phantom into DIR/phantom, register its whole cycle with the fast preset into
+DIR/run (report.png, summary.txt, metrics.csv ...) and compare the result with the phantom's ground-truth motion.
+"""
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "demo", help="phantom + whole-cycle registration (fast preset) + report, scored against the known motion",
-        description="Write the synthetic beating-heart phantom into DIR/phantom, register its whole cycle with the "
-                    "fast preset into DIR/run (report.png, summary.txt, metrics.csv ...) and compare the result "
-                    "with the phantom's ground-truth motion.")
+        description=DESCRIPTION)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
                         help=f"output folder (default: {DEFAULT_OUT})")
     parser.add_argument("--frames", type=int, default=None, help="frames of the phantom (default 20)")
@@ -38,7 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def _phantom(out: Path, frames: int | None, say) -> Path:
-    from ..phantom.model import PhantomConfig, generate_phantom
+    from ..phantom.config import PhantomConfig
+    from ..phantom.files import generate_phantom
 
     config = PhantomConfig() if frames is None else PhantomConfig(frames=frames)
     manifest = out / "manifest.json"
@@ -56,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from ..cycle.request import CycleConfig, WorkerOptions, config_from_arguments
     from ..cycle.run_folder import RunFolder
     from ..phantom.evaluation import evaluate_run_on_phantom, format_phantom_evaluation
-    from ..phantom.model import load_phantom, phantom_request
+    from ..phantom.files import load_phantom, phantom_request
     from .register import run_request
 
     def say(message: str) -> None:

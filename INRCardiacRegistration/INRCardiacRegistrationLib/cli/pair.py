@@ -12,13 +12,17 @@ from pathlib import Path
 from ..core.vocabulary import InputError
 from ..cycle.request import add_config_arguments, config_from_arguments
 
+DESCRIPTION = """\
+Register MOVING to FIXED with a SIREN: phi maps fixed-frame points (LPS mm) to the moving frame. Writes
+displacement.h5 (ITK resampling convention on the fixed grid), checkpoint.pt, moving_warped.nii.gz, the propagated
+fixed label and summary.json.
+"""
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "pair", help="register two 3D frames (fixed -> moving)",
-        description="Register MOVING to FIXED with a SIREN: phi maps fixed-frame points (LPS mm) to the "
-                    "moving frame. Writes displacement.h5 (ITK resampling convention on the fixed grid), "
-                    "checkpoint.pt, moving_warped.nii.gz, the propagated fixed label and summary.json.")
+        description=DESCRIPTION)
     parser.add_argument("fixed", nargs="?", help="fixed (reference) 3D image; omit both for the synthetic pair")
     parser.add_argument("moving", nargs="?", help="moving 3D image")
     parser.add_argument("--out", required=True, type=Path, help="output folder")

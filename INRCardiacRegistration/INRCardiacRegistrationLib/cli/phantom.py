@@ -2,7 +2,7 @@
 
 Writes the 4D CT, 4D labels, reference landmarks (Slicer markups, LPS), landmark trajectories (CSV, LPS mm),
 ground-truth displacement-field transforms (frame 0 -> t, resampling convention) and ``manifest.json``;
-see :func:`phantom.generate_phantom`.
+see :func:`..phantom.files.generate_phantom`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,15 @@ from pathlib import Path
 
 from ..core.vocabulary import InputError
 from ..cycle.request import WORKER_MODULE
-from ..phantom.model import PhantomConfig, generate_phantom, measure_motion, verify_phantom
+from ..phantom.config import PhantomConfig
+from ..phantom.files import generate_phantom
+from ..phantom.verification import measure_motion, verify_phantom
+
+DESCRIPTION = """\
+Write one synthetic patient: 4D contrast CT (HU), per-frame labels (LV myocardium, LV blood pool, heart), reference
+landmarks (Slicer markups JSON, LPS), their ground-truth trajectories (CSV, LPS mm), ground-truth displacement-field
+transforms from frame 0 to every frame (ITK .h5, resampling convention) and manifest.json.
+"""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -22,10 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser = subparsers.add_parser(
         "phantom",
         help="write a synthetic beating-heart CT phantom with known motion",
-        description="Write one synthetic patient: 4D contrast CT (HU), per-frame labels (LV myocardium, LV "
-                    "blood pool, heart), reference landmarks (Slicer markups JSON, LPS), their ground-truth "
-                    "trajectories (CSV, LPS mm), ground-truth displacement-field transforms from frame 0 to "
-                    "every frame (ITK .h5, resampling convention) and manifest.json.",
+        description=DESCRIPTION,
     )
     parser.add_argument("out_dir", metavar="OUT_DIR",
                         help="output folder (created; existing phantom files are replaced)")

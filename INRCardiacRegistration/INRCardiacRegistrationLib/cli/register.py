@@ -29,15 +29,19 @@ from .terminal import TerminalProgress
 PROG = "inr-cardiac register"
 
 
+DESCRIPTION = """\
+Track the reference frame's LV myocardium through every frame of a 4D sequence with one SIREN per frame pair. Writes
+RUN_DIR: run.json, progress.jsonl, per frame the transform (transforms/frame_NNN.h5: ITK displacement field,
+resampling convention, LPS mm: TransformPoint(p) = where reference point p is in frame t), the propagated
+myocardium, the checkpoint and the landmark positions; landmark_trajectories.csv, metrics.csv/json, report.png and
+summary.txt. Exit codes: 0 finished, 2 bad input, 130 cancelled, 1 failed.
+"""
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "register", help="register a whole cardiac cycle (4D) and write a run folder",
-        description="Track the reference frame's LV myocardium through every frame of a 4D sequence with one SIREN "
-                    "per frame pair. Writes RUN_DIR: run.json, progress.jsonl, per frame the transform "
-                    "(transforms/frame_NNN.h5: ITK displacement field, resampling convention, LPS mm: "
-                    "TransformPoint(p) = where reference point p is in frame t), the propagated myocardium, the "
-                    "checkpoint and the landmark positions; landmark_trajectories.csv, metrics.csv/json, "
-                    "report.png and summary.txt. Exit codes: 0 finished, 2 bad input, 130 cancelled, 1 failed.")
+        description=DESCRIPTION)
     add_request_arguments(parser)
     add_worker_arguments(parser)
     return parser
@@ -109,7 +113,8 @@ def run_request(request: RunRequest, run_dir: str | Path, options: WorkerOptions
 
 def finish_run_outputs(run_folder, inputs, report: bool = True) -> None:
     """``summary.txt`` and (unless ``report`` is False) ``report.png`` of a run, from its folder and inputs."""
-    from ..cycle.report import run_summary, write_report, write_summary
+    from ..cycle.report_figure import write_report
+    from ..cycle.report_summary import run_summary, write_summary
 
     if report:
         write_report(run_folder, inputs.frames, inputs.myocardium, inputs.annotated)

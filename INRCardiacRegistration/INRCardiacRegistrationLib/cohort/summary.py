@@ -4,7 +4,7 @@ Files written into the cohort folder (atomically):
 
 ``cohort_metrics.csv``
     one row per patient and finished frame: ``patient, status, frames, reference_frame, is_reference,
-    phase_pct`` and the run's :data:`run_folder.METRIC_COLUMNS` (unfinished patients' frames too: filter on
+    phase_pct`` and the run's :data:`..core.vocabulary.METRIC_COLUMNS` (unfinished patients' frames too: filter on
     ``status``). ``phase_pct`` = 100 * frame / frames, the frame's position in
     the cycle (the paper's "scan percentage" when the frames are evenly spaced over the R-R interval).
 ``cohort_summary.csv``
@@ -15,6 +15,8 @@ Files written into the cohort folder (atomically):
     Dice (and HD95, and TRE where annotated) against ``phase_pct`` of the frame registered to (the reference
     frame itself left out): mean over patients with one standard deviation shaded and each patient as a thin
     line, like Fig. 4 of Lowes et al.
+
+Metric titles, units and formats are those of :data:`..core.vocabulary.METRICS`.
 """
 
 from __future__ import annotations
@@ -27,15 +29,16 @@ from pathlib import Path
 import numpy as np
 
 from ..core.atomic_file import atomic_path, write_text_atomic
-from ..cycle.run_folder import METRIC_COLUMNS, RunFolder, csv_text
+from ..core.vocabulary import METRIC_COLUMNS, TRACKING_METRICS, RunState, metric
+from ..cycle.run_folder import RunFolder, csv_text
 
 METRICS_FILE = "cohort_metrics.csv"
 SUMMARY_FILE = "cohort_summary.csv"
 REPORT_FILE = "cohort_report.png"
 METRIC_ROW_COLUMNS = ("patient", "status", "frames", "reference_frame", "is_reference", "phase_pct", *METRIC_COLUMNS)
-SUMMARY_COLUMNS = ("patient", "status", "frames", "frames_finished", "dice_mean", "hd95_mm_mean", "tre_mm_mean",
+_MEANS = tuple((f"{column}_mean", column) for column in TRACKING_METRICS)  # (summary column, metrics column)
+SUMMARY_COLUMNS = ("patient", "status", "frames", "frames_finished", *(name for name, _ in _MEANS),
                    "negative_jacobian_pct_max", "seconds_total", "reason")
-_MEANS = (("dice_mean", "dice"), ("hd95_mm_mean", "hd95_mm"), ("tre_mm_mean", "tre_mm"))
 
 
 @dataclass
@@ -99,13 +102,13 @@ def write_cohort_summary(cohort_dir: str | Path, patients: list[PatientMetrics],
     write_text_atomic(cohort_dir / METRICS_FILE, csv_text(METRIC_ROW_COLUMNS, metric_rows(patients)))
     summary = [patient.summary_row() for patient in patients]
     write_text_atomic(cohort_dir / SUMMARY_FILE, csv_text(SUMMARY_COLUMNS, summary))
-    finished = [patient for patient in patients if patient.status == "finished"]
+    finished = [patient for patient in patients if patient.status == RunState.FINISHED]
     if report and write_cohort_report(cohort_dir / REPORT_FILE, finished) is None:
         (cohort_dir / REPORT_FILE).unlink(missing_ok=True)  # no finished patient: no plot, and no stale one
     means = {}
     for name, _ in _MEANS:
-        values = np.asarray([row[name] for row in summary if row[name] is not None and row["status"] == "finished"],
-                            dtype=float)
+        values = np.asarray([row[name] for row in summary
+                             if row[name] is not None and row["status"] == RunState.FINISHED], dtype=float)
         means[name] = (float(values.mean()), float(values.std()), int(values.size)) if values.size else None
     return means
 
@@ -116,13 +119,14 @@ def summary_text(patients: list[PatientMetrics], means: dict) -> str:
     for patient in patients:
         counts[patient.status] = counts.get(patient.status, 0) + 1
     lines = ["Patients: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))]
-    for name, label, unit, form in (("dice_mean", "Dice", "", ".3f"), ("hd95_mm_mean", "HD95", " mm", ".2f"),
-                                    ("tre_mm_mean", "TRE", " mm", ".2f")):
+    for name, column in _MEANS:
         if means.get(name):
             mean, sd, n = means[name]
-            lines.append(f"{label} (mean over frames, then over {n} patients): {mean:{form}} +- {sd:{form}}{unit}")
+            entry = metric(column)
+            lines.append(f"{entry.title} (mean over frames, then over {n} patients): {mean:{entry.form}} +- "
+                         f"{entry.text(sd)}")
     for patient in patients:
-        if patient.status not in ("finished",):
+        if patient.status != RunState.FINISHED:
             lines.append(f"  {patient.patient}: {patient.status}" + (f": {patient.reason}" if patient.reason else ""))
     return "\n".join(lines) + "\n"
 
@@ -163,10 +167,10 @@ def write_cohort_report(path: str | Path, patients: list[PatientMetrics]) -> Pat
     from matplotlib.figure import Figure
 
     panels = []
-    for column, label in (("dice", "Dice (LV myocardium)"), ("hd95_mm", "HD95 (mm)"), ("tre_mm", "TRE (mm)")):
+    for column in TRACKING_METRICS:
         axis, curves = _phase_curves(patients, column)
         if curves:
-            panels.append((label, axis, np.vstack(curves)))
+            panels.append((metric(column).label, axis, np.vstack(curves)))
     if not panels:
         return None
     figure = Figure(figsize=(5.0 * len(panels), 4.0), layout="constrained")

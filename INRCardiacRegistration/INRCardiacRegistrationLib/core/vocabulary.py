@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import math
+import numbers
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -99,9 +100,13 @@ class Metric:
         return f"{self.title} ({self.unit})" if self.unit else self.title
 
     def text(self, value) -> str:
-        """``"1.23 mm"``; ``"-"`` for a missing value."""
-        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        """``"1.23 mm"``; ``"-"`` for a missing value (None, NaN, inf; numpy scalars included)."""
+        if value is None or (isinstance(value, numbers.Real) and not math.isfinite(float(value))):
             return "-"
+        if self.form.endswith("d"):
+            value = int(value)
+        elif not self.form.endswith("s"):
+            value = float(value)
         unit = {"": "", "%": " %"}.get(self.unit, f" {self.unit}")
         return f"{value:{self.form}}{unit}"
 

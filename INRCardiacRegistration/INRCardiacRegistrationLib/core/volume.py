@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..fileio.gzip_check import require_complete_gzip
 from .atomic_file import atomic_path
 from .geometry import Geometry
+from .gzip_check import require_complete_gzip
 from .vocabulary import InputError
 
 

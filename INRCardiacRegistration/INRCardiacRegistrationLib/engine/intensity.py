@@ -20,7 +20,10 @@ def normalize_quantiles(array: np.ndarray, low_quantile: float = 0.01, high_quan
     values = np.asarray(array, dtype=np.float32)
     population = values[np.asarray(mask, dtype=bool)] if mask is not None else values
     if population.size == 0:
-        raise InputError("cannot normalise intensities over an empty mask")
+        raise InputError("cannot normalise intensities over an empty mask" if mask is not None else
+                         "cannot normalise the intensities of an empty image")
+    if not np.isfinite(population).all():  # np.quantile would give NaN and the whole volume would become NaN
+        raise InputError(f"the image holds {int((~np.isfinite(population)).sum())} NaN or infinite value(s)")
     low, high = np.quantile(population, [low_quantile, high_quantile])
     return _to_unit_range(values, float(low), float(high))
 

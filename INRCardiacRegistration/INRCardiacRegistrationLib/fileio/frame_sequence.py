@@ -31,9 +31,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..core.geometry import Geometry
+from ..core.gzip_check import require_complete_gzip
 from ..core.vocabulary import InputError
 from ..core.volume import Volume
-from .gzip_check import require_complete_gzip
 
 GRID_TOLERANCE_MM = 1e-3
 DICOM_POSITION_TOLERANCE_MM = 0.01

@@ -1,7 +1,7 @@
 """A run on the synthetic phantom scored against the phantom's ground truth (known motion everywhere).
 
 Per frame t: the written transform of the run (``transforms/frame_NNN.h5``, read back as a sampled field, i.e.
-what SimpleITK and Slicer see) is compared with the analytic map ``phantom.ground_truth_map`` at every voxel
+what SimpleITK and Slicer see) is compared with the analytic map ``phantom.motion.ground_truth_map`` at every voxel
 centre of the reference myocardium (dense error, mm) and at the phantom's landmarks (landmark TRE, mm); Dice
 and HD95 come from the run's metrics (the reference myocardium propagated to frame t against frame t's
 label).
@@ -17,7 +17,9 @@ from ..core.vocabulary import InputError
 from ..cycle.run_folder import RunFolder
 from ..engine.displacement_map import SampledDisplacementMap
 from ..fileio.displacement_field import read_displacement_field
-from .model import LABEL_VALUES, Phantom, ground_truth_map
+from .config import LABEL_VALUES
+from .files import Phantom
+from .motion import ground_truth_map
 
 
 def evaluate_run_on_phantom(run: RunFolder, phantom: Phantom) -> dict:

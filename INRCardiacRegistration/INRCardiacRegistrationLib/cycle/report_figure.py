@@ -1,29 +1,28 @@
-"""The report of a whole-cycle run: one PNG like Figs. 3-5 of the paper and a short text summary.
+"""A run's ``report.png``: metric curves, landmark paths and overlay slices, like Figs. 3-5 of the paper.
 
-Everything is read from the run folder (:mod:`run_folder`): ``run.json``, ``metrics.csv``,
-``landmark_trajectories.csv`` and ``labels/frame_NNN.nii.gz``; the caller may add what the folder does not
-hold: the frame images, the frames' own myocardium masks and annotated landmark trajectories. A partial run
-(still going, cancelled or failed) gives a report too: missing data leave a panel empty, and its title says
-why.
+Everything is read from the run folder (:mod:`report_data`) and ``labels/frame_NNN.nii.gz``; the caller may add
+what the folder does not hold: the frame images, the frames' own myocardium masks and annotated landmark
+trajectories. A partial run (still going, cancelled or failed) gives a report too: missing data leave a panel
+empty, and its title says why. Metric titles and units are those of :data:`..core.vocabulary.METRICS`.
 
-Conventions: frame ``t`` of a cycle of ``T`` equally spaced frames is at phase ``100 t / T`` % of the cycle;
-points are LPS mm; distances mm. Slices are shown the radiological way: axial seen from the feet (patient
-left on the image right, anterior up), coronal seen from the front (patient left on the image right,
-superior up), sagittal seen from the patient's left (anterior on the image left, superior up).
+Conventions: phases in % of the cycle; points LPS mm; distances mm. Slices are shown the radiological way: axial
+seen from the feet (patient left on the image right, anterior up), coronal seen from the front (patient left on the
+image right, superior up), sagittal seen from the patient's left (anterior on the image left, superior up).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from ..core.atomic_file import atomic_path, write_text_atomic
+from ..core.atomic_file import atomic_path
+from ..core.vocabulary import TRACKING_METRICS, Metric, metric
 from ..core.volume import Volume
-from ..fileio.landmarks import Trajectories, read_trajectories_csv
+from ..fileio.landmarks import Trajectories
+from .report_data import RunData, frame_list, mean_displacement, read_run_data, trajectory_error
 from .run_folder import RunFolder
 
 PROPAGATED_COLOUR = "#ffd400"  # the reference myocardium carried into frame t (yellow)
@@ -35,236 +34,49 @@ MAX_NAMED_LANDMARKS = 6
 #                                LPS component increasing downwards, its sign)
 _PLANE_DISPLAY = {"axial": (0, 1, 1, 1), "coronal": (0, 1, 2, -1), "sagittal": (1, 1, 2, -1)}
 _PLANE_ORDER = ("axial", "coronal", "sagittal")
-
-
-# --- reading the run folder ---------------------------------------------------------------------------
-@dataclass
-class _RunData:
-    """What the report needs from a run folder; ``notes`` collects what could not be read."""
-
-    root: Path
-    info: dict
-    frames: int                     # T
-    reference: int                  # K
-    rows: dict[int, dict]           # frame -> metrics.csv row
-    predicted: Trajectories | None  # landmark_trajectories.csv
-    notes: list[str]
-
-    @property
-    def config(self) -> dict:
-        config = self.info.get("config")
-        return config if isinstance(config, dict) else {}
-
-    @property
-    def missing(self) -> list[int]:
-        return [t for t in range(self.frames) if t not in self.rows]
-
-    def phase(self, frame: int | np.ndarray) -> float | np.ndarray:
-        """Phase in % of the cycle of a frame index."""
-        return 100.0 * np.asarray(frame, dtype=np.float64) / max(self.frames, 1)
-
-    def series(self, column: str) -> np.ndarray:
-        """(T,) values of one metrics column, NaN where the frame is not finished or the cell is empty."""
-        values = np.full(self.frames, np.nan)
-        for t, row in self.rows.items():
-            if 0 <= t < self.frames:
-                values[t] = _float(row.get(column))
-        return values
-
-
-def _int(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _float(value: object) -> float:
-    if isinstance(value, bool):
-        return math.nan
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _load(run: RunFolder, frames_hint: int | None = None) -> _RunData:
-    info = run.read_run_info()
-    notes: list[str] = []
-    try:
-        rows = {int(row["frame"]): row for row in run.read_metrics()}
-    except (ValueError, OSError, KeyError) as error:
-        rows = {}
-        notes.append(f"metrics.csv unreadable ({error})")
-    frames = _int(info.get("frames"))
-    if frames is None or frames < 1:
-        frames = frames_hint or (max(rows) + 1 if rows else 1)
-    reference = _int(info.get("reference_frame"))
-    reference = reference if reference is not None and 0 <= reference < frames else 0
-    predicted = None
-    if run.trajectories_csv.is_file():
-        try:
-            predicted = read_trajectories_csv(run.trajectories_csv)
-        except (ValueError, OSError) as error:
-            notes.append(f"landmark trajectories unreadable ({error})")
-    return _RunData(run.root, info, frames, reference, rows, predicted, notes)
-
-
-def _frame_list(frames: list[int]) -> str:
-    """``0, 3-5, 9``: frame indices with runs collapsed."""
-    parts: list[str] = []
-    start = previous = None
-    for t in sorted(frames):
-        if previous is not None and t == previous + 1:
-            previous = t
-            continue
-        if start is not None:
-            parts.append(str(start) if start == previous else f"{start}-{previous}")
-        start = previous = t
-    if start is not None:
-        parts.append(str(start) if start == previous else f"{start}-{previous}")
-    return ", ".join(parts)
-
-
-def _mean_displacement(trajectories: Trajectories | None, reference: int,
-                       fallback: Trajectories | None = None) -> dict[int, float]:
-    """frame -> mean distance (mm) of the landmarks of ``trajectories`` from their positions in the
-    reference frame, taken from ``trajectories`` or, when it lacks that frame, from ``fallback`` (e.g. the
-    predicted trajectories, which start at the reference landmarks)."""
-    if trajectories is None:
-        return {}
-    start: dict[str, np.ndarray] = {}
-    for source in (trajectories, fallback):
-        if source is not None and reference in source.frames:
-            start = dict(zip(source.labels, source.points_lps[source.frames.index(reference)], strict=True))
-            break
-    columns = [n for n, label in enumerate(trajectories.labels) if label in start]
-    if not columns:
-        return {}
-    origin = np.stack([start[trajectories.labels[n]] for n in columns])
-    distances = np.linalg.norm(trajectories.points_lps[:, columns] - origin[None], axis=-1).mean(axis=1)
-    return {frame: float(d) for frame, d in zip(trajectories.frames, distances, strict=True)}
-
-
-def _trajectory_error(predicted: Trajectories | None, annotated: Trajectories | None) -> dict[int, float]:
-    """frame -> mean distance (mm) between predicted and annotated positions of the landmarks both have."""
-    if predicted is None or annotated is None:
-        return {}
-    labels = [label for label in predicted.labels if label in annotated.labels]
-    if not labels:
-        return {}
-    p = [predicted.labels.index(label) for label in labels]
-    a = [annotated.labels.index(label) for label in labels]
-    errors = {}
-    for frame in predicted.frames:
-        if frame in annotated.frames:
-            difference = (predicted.points_lps[predicted.frames.index(frame)][p]
-                          - annotated.points_lps[annotated.frames.index(frame)][a])
-            errors[frame] = float(np.linalg.norm(difference, axis=-1).mean())
-    return errors
-
-
-def _header(data: _RunData) -> str:
-    info, config = data.info, data.config
-    alpha = _float(config.get("alpha", info.get("alpha")))
-    alpha_text = f"{alpha:g}" if math.isfinite(alpha) else "?"
-    return (f"{info.get('mode', '?')}, alpha {alpha_text}, preset {info.get('preset', '?')}, "
-            f"device {info.get('device', '?')}")
-
-
-# --- text summary -------------------------------------------------------------------------------------
-def run_summary(run: RunFolder, annotated: Trajectories | None = None) -> str:
-    """A short multi-line summary of a run: status, progress, settings, metrics, timings, missing frames.
-
-    Dice, HD95 and TRE statistics leave out the reference frame (trivially perfect). Dice with 3 decimals,
-    mm with 2, seconds with 1. ``annotated`` (LPS mm) adds the no-registration landmark error.
-    """
-    data = _load(run)
-    k = data.reference
-    lines = [f"Run {data.root}: status {data.info.get('status', 'unknown')}",
-             f"Frames finished: {len(data.rows)} / {data.frames} (reference frame {k})"
-             + (f"; missing frames: {_frame_list(data.missing)}" if data.missing else "; none missing"),
-             f"Settings: {_header(data)}"]
-    others = [t for t in sorted(data.rows) if t != k]
-    excluded = f"excluding the reference frame {k}"
-
-    def column(name: str) -> tuple[list[int], np.ndarray]:
-        frames = [t for t in others if math.isfinite(_float(data.rows[t].get(name)))]
-        return frames, np.array([_float(data.rows[t][name]) for t in frames])
-
-    def statistics(name: str, title: str, lower_is_worse: bool, unit: str, digits: int) -> str | None:
-        """``title (...): mean ..., min|max ... (frame t)`` over the non-reference frames, or None."""
-        frames, values = column(name)
-        if not frames:
-            return None
-        index = int(np.argmin(values) if lower_is_worse else np.argmax(values))
-        return (f"{title} ({excluded}; {len(frames)} frames): mean {values.mean():.{digits}f}{unit}, "
-                f"{'min' if lower_is_worse else 'max'} {values[index]:.{digits}f}{unit} (frame {frames[index]})")
-
-    lines.append(statistics("dice", "Dice", True, "", 3) or f"Dice ({excluded}): no values")
-    lines.append(statistics("hd95_mm", "HD95", False, " mm", 2) or f"HD95 ({excluded}): no values")
-    text = statistics("tre_mm", "TRE", False, " mm", 2)
-    if text:
-        frames, _ = column("tre_mm")
-        displacement = _mean_displacement(annotated, k, data.predicted)
-        unregistered = [displacement[t] for t in frames if t in displacement]
-        if unregistered:
-            text += f"; without registration {np.mean(unregistered):.2f} mm"
-        lines.append(text)
-    elif annotated is not None:
-        lines.append("TRE: no values in metrics.csv")
-    lines.append(statistics("negative_jacobian_pct", "Folding, det J <= 0 in % of the mask voxels", False, " %", 4)
-                 or f"Folding ({excluded}): no values")
-    lines.append(_timing_line(run, data))
-    lines.extend(f"Note: {note}" for note in data.notes)
-    return "\n".join(lines) + "\n"
-
-
-def _training_order(run: RunFolder, data: _RunData) -> list[int]:
-    """The order the pairs were trained in: ``order`` of run.json or of the last ``started`` event, else the
-    cycle from the frame after the reference."""
-    order = data.info.get("order")
-    if isinstance(order, list) and order and all(_int(t) is not None for t in order):
-        return [int(t) for t in order]
-    for event in reversed(run.read_events()):
-        if event.get("event") == "started":
-            order = event.get("order")
-            if isinstance(order, list) and all(_int(t) is not None for t in order):
-                return [int(t) for t in order]
-            break
-    return [(data.reference + step) % data.frames for step in range(1, data.frames)]
-
-
-def _timing_line(run: RunFolder, data: _RunData) -> str:
-    timed = {t: _float(row.get("seconds")) for t, row in data.rows.items() if t != data.reference}
-    timed = {t: s for t, s in timed.items() if math.isfinite(s)}
-    if not timed:
-        return "Time: no finished pair"
-    order = [t for t in _training_order(run, data) if t in timed]
-    first = order[0] if order else min(timed)
-    iterations = _int(data.rows[first].get("iterations"))
-    text = f"Time: first pair (frame {first}" + (f", {iterations} iterations" if iterations else "")
-    text += f") {timed[first]:.1f} s"
-    later = [s for t, s in timed.items() if t != first]
-    if later:
-        text += f"; later pairs mean {np.mean(later):.1f} s ({len(later)} pairs)"
-    total = sum(s for s in (_float(row.get("seconds")) for row in data.rows.values()) if math.isfinite(s))
-    text += f"; total {total:.1f} s (sum over finished frames)"
-    wall = _float(data.info.get("seconds"))
-    if math.isfinite(wall):
-        text += f"; run wall time {wall:.1f} s" + (" (last session)" if data.info.get("resumed") else "")
-    return text
-
-
-def write_summary(run: RunFolder, text: str) -> Path:
-    """Write ``text`` to the run's ``summary.txt`` atomically; return its path."""
-    return write_text_atomic(run.summary_txt, text if text.endswith("\n") else text + "\n")
+# the metric panels, one per tracking metric: what the title says after the metric's title, and the curve's colour
+_PANELS = {"dice": ("of the propagated myocardium", "#1f77b4"),
+           "hd95_mm": ("of the propagated myocardium (95 % Hausdorff distance)", "#d62728"),
+           "tre_mm": ("of the tracked landmarks", "#2ca02c")}
 
 
 # --- the figure: metric curves ------------------------------------------------------------------------
-def _plot_metric(ax, data: _RunData, values: np.ndarray, ylabel: str, title: str, colour: str,
+def _plot_metrics(figure, grid, data: RunData, annotated: Trajectories | None) -> None:
+    """One panel per :data:`TRACKING_METRICS` column against the phase, stacked in ``grid``'s first column; the
+    TRE panel adds the annotated landmarks' motion (the error without registration)."""
+    first = None
+    for row, column in enumerate(TRACKING_METRICS):
+        ax = figure.add_subplot(grid[row, 0], sharex=first)
+        if first is None:
+            first = ax
+        entry = metric(column)
+        what, colour = _PANELS[column]
+        title = f"{entry.title} {what}"
+        if row == 0:
+            title += f" ({len(data.rows)} of {data.frames} frames finished)"
+        values, comparison = data.series(column), None
+        if column == "tre_mm":
+            values, title = _tre_values(data, annotated, values, title)
+            comparison = mean_displacement(annotated, data.reference, data.predicted)
+        _plot_metric(ax, data, values, entry, title, colour, comparison, "without registration (annotated motion)")
+        if row == len(TRACKING_METRICS) - 1:
+            ax.set_xlabel("phase (% of the cardiac cycle)", fontsize=9)
+
+
+def _tre_values(data: RunData, annotated: Trajectories | None, values: np.ndarray,
+                title: str) -> tuple[np.ndarray, str]:
+    """TRE per frame: metrics.csv's, else from the trajectory files; the title says which, or why none."""
+    if not np.isfinite(values).any():
+        computed = trajectory_error(data.predicted, annotated)
+        if computed:
+            values = np.array([computed.get(t, np.nan) for t in range(data.frames)])
+            title += " (from the trajectory files)"
+    if not np.isfinite(values).any() and annotated is None:
+        title += " (no annotated landmarks)"
+    return values, title
+
+
+def _plot_metric(ax, data: RunData, values: np.ndarray, entry: Metric, title: str, colour: str,
                  comparison: dict[int, float] | None = None, comparison_label: str = "") -> None:
     phases = data.phase(np.arange(data.frames))
     ax.axvline(float(data.phase(data.reference)), color="0.45", linestyle=":", linewidth=1.2,
@@ -284,7 +96,7 @@ def _plot_metric(ax, data: _RunData, values: np.ndarray, ylabel: str, title: str
                    transform=ax.get_xaxis_transform(), label="frame not finished", zorder=3)
     ax.set_xlim(-2.0, 100.0)
     ax.set_xticks(np.arange(0, 101, 10))
-    ax.set_ylabel(ylabel, fontsize=9)
+    ax.set_ylabel(entry.label, fontsize=9)
     ax.set_title(title, fontsize=10)
     ax.tick_params(labelsize=8)
     ax.grid(alpha=0.3)
@@ -299,7 +111,7 @@ def _direction_text(vector: np.ndarray) -> str:
     return " + ".join(parts)
 
 
-def _plot_paths(ax, data: _RunData, annotated: Trajectories | None) -> None:
+def _plot_paths(ax, data: RunData, annotated: Trajectories | None) -> None:
     sets = [(name, t) for name, t in (("predicted", data.predicted), ("annotated", annotated)) if t is not None]
     if not sets:
         ax.text(0.5, 0.5, "no landmark trajectories", ha="center", va="center", transform=ax.transAxes)
@@ -371,7 +183,7 @@ def _colormap(name: str):
 
 
 # --- the figure: overlay slices -----------------------------------------------------------------------
-def _overlay_choice(data: _RunData, frames: list[Volume | None], annotated: Trajectories | None,
+def _overlay_choice(data: RunData, frames: list[Volume | None], annotated: Trajectories | None,
                     count: int = OVERLAY_FRAMES) -> list[tuple[int, str]]:
     """Up to ``count`` frames with their role: the reference, the worst (lowest Dice, else largest mean
     landmark displacement), then frames spread over the cycle (finished frames with an image first)."""
@@ -381,9 +193,9 @@ def _overlay_choice(data: _RunData, frames: list[Volume | None], annotated: Traj
     dice = data.series("dice")
     scored = [t for t in range(size) if t != k and np.isfinite(dice[t])]
     if scored:
-        chosen.append((min(scored, key=lambda t: (dice[t], t)), "lowest Dice"))
+        chosen.append((min(scored, key=lambda t: (dice[t], t)), f"lowest {metric('dice').title}"))
     else:
-        displacement = _mean_displacement(data.predicted, k) or _mean_displacement(annotated, k)
+        displacement = mean_displacement(data.predicted, k) or mean_displacement(annotated, k)
         moved = [t for t in displacement if t != k and 0 <= t < size]
         if moved:
             chosen.append((max(moved, key=lambda t: (displacement[t], -t)), "largest landmark motion"))
@@ -465,7 +277,7 @@ def _window(array: np.ndarray) -> tuple[float, float]:
     return float(low), float(high if high > low else low + 1.0)
 
 
-def _reference_mask(run: RunFolder, data: _RunData, frame_labels: dict[int, Volume]) -> Volume | None:
+def _reference_mask(run: RunFolder, data: RunData, frame_labels: dict[int, Volume]) -> Volume | None:
     """The reference myocardium: the run's label of the reference frame, else the caller's."""
     path = run.label_path(data.reference)
     if path.is_file():
@@ -505,16 +317,17 @@ def _contour(ax, mask: np.ndarray, colour: str, width: float) -> bool:
     return True
 
 
-def _plot_overlays(figure, grid, run: RunFolder, data: _RunData, frames: list[Volume | None],
+def _plot_overlays(figure, grid, run: RunFolder, data: RunData, frames: list[Volume | None],
                    frame_labels: dict[int, Volume], annotated: Trajectories | None) -> None:
     choice = _overlay_choice(data, frames, annotated)
     reference_mask = _reference_mask(run, data, frame_labels)
-    dice = data.series("dice")
+    dice = metric("dice")
+    scores = data.series(dice.column)
     for column, (t, role) in enumerate(choice):
         image = frames[t] if t < len(frames) else None
         heading = f"frame {t} ({float(data.phase(t)):.0f} %)" + (f", {role}" if role else "")
-        if np.isfinite(dice[t]) and t != data.reference:
-            heading += f"\nDice {dice[t]:.3f}"
+        if np.isfinite(scores[t]) and t != data.reference:
+            heading += f"\n{dice.title} {dice.text(float(scores[t]))}"
         if image is None:
             ax = figure.add_subplot(grid[:, column])
             ax.text(0.5, 0.5, "no image", ha="center", va="center", transform=ax.transAxes)
@@ -576,7 +389,7 @@ def write_report(run: RunFolder, frames: list[Volume] | None = None, frame_label
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    data = _load(run, len(frames) if frames else None)
+    data = read_run_data(run, len(frames) if frames else None)
     frame_labels = frame_labels or {}
     path = Path(path) if path is not None else run.report_png
     overlays = frames is not None and len(frames) > 0
@@ -586,37 +399,19 @@ def write_report(run: RunFolder, frames: list[Volume] | None = None, frame_label
                     layout="constrained")
     outer = figure.add_gridspec(2 if overlays else 1, 1,
                                 height_ratios=[top_height, bottom_height] if overlays else [1.0])
-    top = outer[0].subgridspec(3, 2, width_ratios=[1.15, 1.0])
-    dice_ax = figure.add_subplot(top[0, 0])
-    hd_ax = figure.add_subplot(top[1, 0], sharex=dice_ax)
-    tre_ax = figure.add_subplot(top[2, 0], sharex=dice_ax)
-    done = len(data.rows)
-    _plot_metric(dice_ax, data, data.series("dice"), "Dice", f"Dice of the propagated myocardium "
-                 f"({done} of {data.frames} frames finished)", "#1f77b4")
-    _plot_metric(hd_ax, data, data.series("hd95_mm"), "HD95 (mm)", "95 % Hausdorff distance", "#d62728")
-    tre = data.series("tre_mm")
-    tre_title = "Landmark TRE"
-    if not np.isfinite(tre).any():
-        computed = _trajectory_error(data.predicted, annotated)
-        if computed:
-            tre = np.array([computed.get(t, np.nan) for t in range(data.frames)])
-            tre_title += " (from the trajectory files)"
-    displacement = _mean_displacement(annotated, data.reference, data.predicted)
-    if not np.isfinite(tre).any() and annotated is None:
-        tre_title += " (no annotated landmarks)"
-    _plot_metric(tre_ax, data, tre, "TRE (mm)", tre_title, "#2ca02c", displacement,
-                 "without registration (annotated motion)")
-    tre_ax.set_xlabel("phase (% of the cardiac cycle)", fontsize=9)
+    top = outer[0].subgridspec(len(TRACKING_METRICS), 2, width_ratios=[1.15, 1.0])
+    _plot_metrics(figure, top, data, annotated)
     _plot_paths(figure.add_subplot(top[:, 1]), data, annotated)
     if overlays:
         _plot_overlays(figure, outer[1].subgridspec(3, columns), run, data, list(frames), frame_labels,
                        annotated)
+    done = len(data.rows)
     status = data.info.get("status", "?")
-    title = (f"INR registration, run folder '{data.root.name}': {_header(data)} - {done} / {data.frames} frames "
+    title = (f"INR registration, run folder '{data.root.name}': {data.settings} - {done} / {data.frames} frames "
              f"done, status {status}")
     subtitle = f"reference frame {data.reference}"
     if data.missing:
-        subtitle += f"; frames not finished: {_frame_list(data.missing)}"
+        subtitle += f"; frames not finished: {frame_list(data.missing)}"
     if overlays:
         subtitle += "; slices: propagated reference myocardium yellow, frame's own myocardium cyan"
     else:
