@@ -5,10 +5,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 from INRCardiacRegistrationLib.cli.main import main
 
 
+@pytest.mark.slow
 def test_pair_command_writes_all_outputs(tmp_path, pair):
     pair.fixed.write(tmp_path / "fixed.nrrd")
     pair.moving.write(tmp_path / "moving.nrrd")
@@ -29,6 +31,7 @@ def test_pair_command_writes_all_outputs(tmp_path, pair):
         assert (out / name).exists()
 
 
+@pytest.mark.slow
 def test_bad_input_gives_one_line_and_exit_code_2(tmp_path, pair):
     pair.fixed.write(tmp_path / "fixed.nrrd")
     result = subprocess.run(

@@ -10,6 +10,7 @@ import pytest
 from INRCardiacRegistrationLib.cli.main import main
 
 
+@pytest.mark.slow
 def test_cli_writes_a_phantom(tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["phantom", str(out), "--frames", "4", "--spacing", "3", "--size", "40", "40", "32",

@@ -72,6 +72,7 @@ def local_cohort(manifest, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_local_cluster_runs_the_good_patients_and_reports_the_corrupted_one(local_cohort):
     """Acceptance 1: the two good patients finish, the truncated image fails with its reason (not retried: bad
     input), and the summary holds the two, with per-patient means recomputed here from their own run folders."""
@@ -119,6 +120,7 @@ def _stop(process: subprocess.Popen) -> None:
             process.wait(timeout=10)
 
 
+@pytest.mark.slow
 def test_existing_scheduler_gives_the_same_summary(manifest, local_cohort, tmp_path):
     """Acceptance 2: `dask scheduler` and `dask worker` as separate processes on localhost; the batch connects to
     the scheduler's address and produces the local run's summary (every column but the timings). The worker
@@ -167,6 +169,7 @@ def _frame_files(run: RunFolder) -> dict[str, int]:
     return {str(p.relative_to(run.root)): p.stat().st_mtime_ns for folder in folders for p in sorted(folder.iterdir())}
 
 
+@pytest.mark.slow
 def test_killed_batch_resumes_only_the_remaining_work(manifest, local_cohort, tmp_path):
     """Acceptance 3: kill -9 the batch once one patient has finished and another is half-way; its orphaned worker
     stops by itself (it watches its parent), and re-running the same command skips the finished patient, resumes
@@ -211,6 +214,7 @@ def test_killed_batch_resumes_only_the_remaining_work(manifest, local_cohort, tm
     assert read_csv(out / "cohort_summary.csv") == read_csv(local_cohort / "cohort_summary.csv")
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_is_retried_and_resumes(manifest, local_cohort, tmp_path):
     """A patient whose worker is killed (as by the out-of-memory killer) is tried again by Dask (--retries 1); the
     second attempt resumes the run folder and gives the uninterrupted results."""
@@ -238,6 +242,7 @@ def test_a_worker_that_dies_is_retried_and_resumes(manifest, local_cohort, tmp_p
                                                     if r["patient"] == "p1"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_running_patients_after_their_saved_frames(manifest, tmp_path):
     """SIGINT to the whole terminal process group (what Ctrl-C does): the batch asks the running worker to stop,
     which keeps its saved frames, and ends with exit code 130 and the patient listed as cancelled."""

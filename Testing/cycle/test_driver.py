@@ -64,6 +64,7 @@ def test_processing_order_goes_around_the_cycle():
     assert processing_order(5, 3) == [4, 0, 1, 2]
 
 
+@pytest.mark.slow
 def test_run_folder_is_complete(finished_run, tiny_phantom):
     run = finished_run
     info = run.read_run_info()
@@ -83,6 +84,7 @@ def test_run_folder_is_complete(finished_run, tiny_phantom):
     assert "iteration" in events
 
 
+@pytest.mark.slow
 def test_registration_improves_on_the_identity(finished_run, tiny_phantom):
     """The propagated reference myocardium overlaps each frame's label better than the unmoved one, and the
     tracked landmarks are closer to the truth than the reference positions."""
@@ -115,10 +117,12 @@ def assert_simpleitk_reproduces_trajectories(run: RunFolder, reference_landmarks
     assert worst <= 0.05
 
 
+@pytest.mark.slow
 def test_simpleitk_transforms_reproduce_the_trajectories(finished_run, tiny_phantom):
     assert_simpleitk_reproduces_trajectories(finished_run, tiny_phantom.landmarks.points_lps)
 
 
+@pytest.mark.slow
 def test_sequential_mode_composes_the_pair_maps(tiny_phantom, tmp_path):
     """The sequential transforms and trajectories equal the pair checkpoints applied one after another.
     (``--resume`` with a new folder simply starts the run.)"""
@@ -136,6 +140,7 @@ def test_sequential_mode_composes_the_pair_maps(tiny_phantom, tmp_path):
     assert_simpleitk_reproduces_trajectories(run, tiny_phantom.landmarks.points_lps)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_gives_the_uninterrupted_results(finished_run, tiny_phantom, tmp_path):
     """Acceptance 3: kill -9 after the first frame, --resume, and every metric (but time) and every written
     transform equals the uninterrupted run's."""
@@ -159,6 +164,7 @@ def test_resume_after_sigkill_gives_the_uninterrupted_results(finished_run, tiny
     assert info["status"] == "finished" and info["resumed"] == 1
 
 
+@pytest.mark.slow
 def test_sigterm_cancels_cleanly(tiny_phantom, tmp_path):
     """Acceptance 3: SIGTERM mid-frame ends with exit 130, a 'cancelled' event and only complete frames."""
     out = tmp_path / "cancelled"
@@ -179,6 +185,7 @@ def test_sigterm_cancels_cleanly(tiny_phantom, tmp_path):
     assert [row["frame"] for row in run.read_metrics()] == [0, 1]
 
 
+@pytest.mark.slow
 def test_cancel_file_stops_the_run(tiny_phantom, tmp_path):
     out = tmp_path / "cancel_file"
     run = RunFolder(out)
@@ -205,6 +212,7 @@ def _write_frames(volumes, path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_bad_input_one_line_exit_2_nothing_written(tiny_phantom, tmp_path):
     """Acceptance 4: each bad input gives one clear line, exit code 2 and no run folder."""
     root = tiny_phantom.manifest_path.parent
@@ -245,6 +253,7 @@ def test_bad_input_one_line_exit_2_nothing_written(tiny_phantom, tmp_path):
     assert "missing.nii.gz" in _one_line_error(["register", str(tmp_path / "missing.nii.gz"), *base], out)
 
 
+@pytest.mark.slow
 def test_existing_runs_are_never_overwritten(finished_run, tiny_phantom, tmp_path):
     before = {p: p.stat().st_mtime_ns for p in finished_run.root.rglob("*") if p.is_file()}
     assert main(register_argv(tiny_phantom, finished_run.root, "--quiet")) == 2
@@ -258,6 +267,7 @@ def test_existing_runs_are_never_overwritten(finished_run, tiny_phantom, tmp_pat
     assert sorted(os.listdir(stray)) == ["notes.txt"]
 
 
+@pytest.mark.slow
 def test_demo_summary_mentions_ground_truth(tmp_path, capsys):
     """The demo on a 3-frame phantom with a tiny network: report, summary and the ground-truth comparison."""
     assert main(["demo", "--out", str(tmp_path / "demo"), "--frames", "3", "--device", "cpu", "--quiet",
@@ -287,6 +297,7 @@ def _api_config(mode: str, reference: int):
     return CycleConfig(registration, mode=mode, reference_frame=reference, preset="fast")
 
 
+@pytest.mark.slow
 def test_sequential_run_that_failed_resumes_to_the_uninterrupted_result(tiny_phantom, tmp_path):
     """Sequential mode with reference frame 2 (order 3, 0, 1): an error in the middle of frame 0 is recorded
     ('failed', finished frames kept, CycleFailed raised); resuming replays the finished step and ends with the
@@ -316,6 +327,7 @@ def test_sequential_run_that_failed_resumes_to_the_uninterrupted_result(tiny_pha
         assert np.array_equal(ours, theirs), f"frame {t} transform differs"
 
 
+@pytest.mark.slow
 def test_resume_without_image_keeps_the_run_settings(finished_run):
     """--resume with only --out reuses run.json; options that contradict it are refused (exit 2)."""
     out = str(finished_run.root)
@@ -326,6 +338,7 @@ def test_resume_without_image_keeps_the_run_settings(finished_run):
     assert finished_run.read_run_info()["status"] == "finished"
 
 
+@pytest.mark.slow
 def test_a_run_from_before_a_new_config_field_still_resumes(finished_run, tmp_path):
     """run.json written before ``local_ncc_mm`` existed: the run used the field's default, so resume accepts it."""
     import json
@@ -340,6 +353,7 @@ def test_a_run_from_before_a_new_config_field_still_resumes(finished_run, tmp_pa
     assert main(["register", "--out", str(old), "--resume", "--quiet", "--no-report", "--device", "cpu"]) == 0
 
 
+@pytest.mark.slow
 def test_a_run_folder_of_the_version_before_the_run_request_resumes(finished_run, tiny_phantom, tmp_path):
     """A run folder written before the run request existed (its run.json as version 0.1.0 wrote it, captured in
     Testing/data; paths and the phantom's grids filled in) resumes after a cancel and ends with the metrics of an

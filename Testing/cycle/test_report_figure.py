@@ -41,6 +41,7 @@ def test_report_of_a_finished_run(tmp_path, frames, own_labels):
     assert not list(run.root.glob(".tmp-*")), "the temporary file was left behind"
 
 
+@pytest.mark.slow
 def test_report_of_a_partial_run(tmp_path, frames):
     run = make_run(tmp_path / "run", [1, 3], with_trajectories=False, status="running")
     _check_png(write_report(run))  # no frames, no trajectories, no annotation

@@ -34,6 +34,7 @@ def test_progress_reader_returns_each_event_once(tmp_path):
     assert reader.read_new() == []
 
 
+@pytest.mark.slow
 def test_worker_reports_progress_and_finishes(tiny_phantom, tmp_path):
     worker = WorkerProcess(worker_argv(tiny_phantom, tmp_path / "run"), tmp_path / "run").start()
     seen = []
@@ -50,6 +51,7 @@ def test_worker_reports_progress_and_finishes(tiny_phantom, tmp_path):
     assert worker.events == seen
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="process groups are POSIX")
 def test_cancel_ends_the_whole_tree_within_5_s_and_keeps_finished_frames(tiny_phantom, tmp_path):
     out = tmp_path / "run"
@@ -75,6 +77,7 @@ def test_cancel_ends_the_whole_tree_within_5_s_and_keeps_finished_frames(tiny_ph
     assert not list(out.rglob(".tmp-*"))
 
 
+@pytest.mark.slow
 def test_a_failing_worker_surfaces_its_last_log_lines(tiny_phantom, tmp_path):
     out = tmp_path / "run"
     argv = worker_argv(tiny_phantom, out, launcher=True) + ["--device", "cuda:7"]

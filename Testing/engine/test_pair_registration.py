@@ -17,6 +17,7 @@ def _mask_points(pair, mask):
     return pair.fixed.geometry.index_to_physical(np.argwhere(mask.array)[:, ::-1])
 
 
+@pytest.mark.slow
 def test_image_only_registration_recovers_known_motion(pair, pair_mask, trained):
     """alpha = 0: mean error of phi inside the mask <= 30% of the identity's error."""
     points = _mask_points(pair, pair_mask)
@@ -30,6 +31,7 @@ def test_image_only_registration_recovers_known_motion(pair, pair_mask, trained)
     assert trained.loss_history[-1] < trained.loss_history[0]
 
 
+@pytest.mark.slow
 def test_sdf_only_registration_aligns_the_shape(pair, pair_mask):
     """alpha = 1: the fixed label propagated to the moving frame reaches Dice >= 0.95 with its label."""
     result = register_pair(pair.fixed, pair.moving, fixed_label=pair.fixed_label, moving_label=pair.moving_label,
@@ -42,6 +44,7 @@ def test_sdf_only_registration_aligns_the_shape(pair, pair_mask):
     assert after >= 0.95
 
 
+@pytest.mark.slow
 def test_exported_field_agrees_with_simpleitk(tmp_path, pair, trained):
     path = trained.export_displacement_field(tmp_path / "field.h5")
     transform = sitk.ReadTransform(str(path))
@@ -66,6 +69,7 @@ def test_exported_field_agrees_with_simpleitk(tmp_path, pair, trained):
                                        atol=1e-6)
 
 
+@pytest.mark.slow
 def test_same_seed_same_result_and_checkpoint_roundtrip(tmp_path, pair, pair_mask, trained):
     config = SMALL.replace(alpha=0.0, iterations=30)
     first = register_pair(pair.fixed, pair.moving, mask=pair_mask, config=config)
@@ -80,6 +84,7 @@ def test_same_seed_same_result_and_checkpoint_roundtrip(tmp_path, pair, pair_mas
     assert loaded.config == trained.config and loaded.coordinates == trained.coordinates
 
 
+@pytest.mark.slow
 def test_warm_start_starts_where_the_previous_network_ended(pair, pair_mask, trained):
     config = SMALL.replace(alpha=0.0, iterations=1, learning_rate=1e-12)
     warm = register_pair(pair.fixed, pair.moving, mask=pair_mask, config=config, initial=trained,
@@ -106,6 +111,7 @@ def test_progress_and_cooperative_cancel(pair, pair_mask):
     assert all(e.iterations == 100 and np.isfinite(e.loss) and e.eta_s >= 0 for e in events)
 
 
+@pytest.mark.slow
 def test_jacobian_determinant_on_grid_is_near_one_for_smooth_motion(pair, trained):
     determinants = trained.jacobian_determinant_on_grid()
     assert determinants.shape == pair.fixed.geometry.array_shape

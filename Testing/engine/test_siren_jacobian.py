@@ -1,5 +1,6 @@
 """The analytic (forward-mode) Jacobian against the autograd oracle; SIREN initialisation."""
 
+import pytest
 import torch
 from INRCardiacRegistrationLib.engine.jacobian import determinant_of_identity_plus, jacobian_autograd
 from INRCardiacRegistrationLib.engine.pair_registration import register_pair
@@ -28,6 +29,7 @@ def test_analytic_jacobian_matches_autograd_fresh_network():
     assert _max_difference(network, points) <= 1e-4
 
 
+@pytest.mark.slow
 def test_analytic_jacobian_matches_autograd_after_training(pair, pair_mask):
     """Paper-size network trained 200 iterations (fewer points per iteration to stay fast on CPU)."""
     from helpers import SMALL

@@ -80,6 +80,7 @@ sys.meta_path.insert(0, _NoTorch())
 """
 
 
+@pytest.mark.slow
 def test_everything_but_the_engine_imports_without_torch():
     """The package stays importable without torch for everything but the engine (and the modules that train or
     evaluate networks); ``mrml`` needs slicer and is left out where slicer-core is missing."""

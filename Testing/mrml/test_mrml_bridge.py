@@ -41,6 +41,7 @@ def _label_volume(scene, path):
     return node
 
 
+@pytest.mark.slow
 def test_imported_run_matches_the_worker_files(worker_run):
     """Acceptance 1: one item per frame; reference landmarks under each frame's inverted transform node land on
     the worker's trajectory CSV (0.1 mm); each segmentation matches the propagated label file (Dice >= 0.99);
@@ -86,6 +87,7 @@ def test_imported_run_matches_the_worker_files(worker_run):
     assert len(nodes.curves) == len(reference) and nodes.curves[0].GetNumberOfControlPoints() == 4
 
 
+@pytest.mark.slow
 def test_browser_steps_all_results_together(worker_run):
     scene = new_scene()
     nodes = import_run(worker_run.root, scene)
@@ -108,6 +110,7 @@ def test_browser_steps_all_results_together(worker_run):
         assert np.abs(position - trajectories.points_lps[t, 0]).max() < 1e-6
 
 
+@pytest.mark.slow
 def test_a_run_in_progress_is_imported_and_updated(worker_run, tmp_path):
     """Frames finished later are added to the same nodes."""
     partial = tmp_path / "partial"
@@ -125,6 +128,7 @@ def test_a_run_in_progress_is_imported_and_updated(worker_run, tmp_path):
     assert nodes.table.GetNumberOfRows() == 4
 
 
+@pytest.mark.slow
 def test_results_join_the_ct_browser(worker_run, tiny_phantom):
     """With the CT's own browser, the results are synchronised to it and take its index values."""
     scene = new_scene()
@@ -162,6 +166,7 @@ def _read_node(scene, class_name, storage_class, path):
     return node
 
 
+@pytest.mark.slow
 def test_inputs_exported_from_mrml_register_like_the_files(tiny_phantom, worker_run, tmp_path):
     """Acceptance 2: a CT volume sequence and a segmentation sequence built in MRML from the phantom's frames,
     exported by the bridge and registered by the worker, give the trajectories of the CLI run on the files."""

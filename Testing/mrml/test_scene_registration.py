@@ -80,6 +80,7 @@ def test_files_load_as_sequences_like_slicer_reads_them(tiny_phantom, tmp_path):
         assert np.array_equal(mask, tiny_phantom.labels[t].array == 1)
 
 
+@pytest.mark.slow
 def test_scene_run_reports_progress_and_fills_the_ct_browser(tiny_phantom, tiny_run, tmp_path):
     """Exported from the scene and run in the background: progress rises to 1, every frame lands in sequences
     synchronised to the CT's browser, and the trajectories equal the command line's on the files."""
@@ -106,6 +107,7 @@ def test_scene_run_reports_progress_and_fills_the_ct_browser(tiny_phantom, tiny_
         assert np.array_equal(written, tiny_phantom.images[t].array)
 
 
+@pytest.mark.slow
 def test_cancel_keeps_finished_frames_in_the_scene_and_resume_completes(tiny_phantom, tmp_path):
     scene = new_scene()
     loaded = _load(tiny_phantom, scene)
@@ -128,6 +130,7 @@ def test_cancel_keeps_finished_frames_in_the_scene_and_resume_completes(tiny_pha
     assert nodes.transforms.GetNumberOfDataNodes() == 4 and nodes.table.GetNumberOfRows() == 4
 
 
+@pytest.mark.slow
 def test_a_failed_run_raises_with_the_worker_log(tiny_phantom, tmp_path):
     scene = new_scene()
     loaded = _load(tiny_phantom, scene)

@@ -59,6 +59,7 @@ def test_sunnybrook_dicom_folder_reads_as_a_4d_sequence():
     assert ks == list(range(11, -1, -1))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not ACDC.is_dir(), reason=f"{ACDC} is absent (project data, not in a user's clone)")
 def test_acdc_ed_to_es_improves_the_myocardium_overlap():
     """Image-only registration (alpha 0, the ES label unused) of ED -> ES of ACDC patient001 (cine MRI, 1.56 x 1.56
