@@ -2,9 +2,9 @@
 
 Everything that needs no Qt lives in INRCardiacRegistrationLib: the registration worker (run as a separate
 PythonSlicer process so the GUI never blocks), the MRML bridge (inputs out, results in as sequences) and the
-run driver (:class:`INRCardiacRegistrationLib.scene_registration.SceneRegistration`). This file binds them to the
+run driver (:class:`INRCardiacRegistrationLib.mrml.scene_registration.SceneRegistration`). This file binds them to the
 GUI: the ``.ui`` widgets carry ``SlicerParameterName`` properties bound to the parameter node with
-``connectGui``; a QTimer polls the running worker.
+``connectParametersToGui``; a QTimer polls the running worker.
 """
 
 import enum
@@ -42,7 +42,7 @@ TORCH_REQUIREMENT = ">=2.1"
 PAPER = preset("paper")  # the parameter node's defaults
 
 # Every widget this file touches through self.ui, with its class in the .ui file
-# (Testing/test_module_ui.py checks both against Resources/UI/INRCardiacRegistration.ui).
+# (Testing/module/test_module_ui.py checks both against Resources/UI/INRCardiacRegistration.ui).
 UI_WIDGET_CLASSES = {
     "ctSequenceSelector": "qMRMLNodeComboBox",
     "useShownVolumeButton": "QPushButton",

@@ -3,8 +3,8 @@
 
 For each of the six settings one whole cycle is registered with ``inr-cardiac register`` (the same worker as
 users run) into ``OUT/<mode>_alpha<a>/``; every finished frame's written transform is compared with the
-analytic ground truth (:func:`phantom_evaluation.evaluate_run_on_phantom`). Columns are means over the
-frames other than the reference: Dice and HD95 of the propagated reference myocardium, landmark TRE (17
+analytic ground truth (:func:`INRCardiacRegistrationLib.phantom.evaluation.evaluate_run_on_phantom`). Columns are
+means over the frames other than the reference: Dice and HD95 of the propagated reference myocardium, landmark TRE (17
 landmarks; coronary = the 4 coronary landmarks, as the paper's), dense error over the reference myocardium,
 % of sampling-mask points with det J <= 0, seconds per frame. Runs already finished in OUT are reused (delete
 OUT to measure again); an interrupted one resumes.

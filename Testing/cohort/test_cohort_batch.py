@@ -97,6 +97,7 @@ def test_local_cluster_runs_the_good_patients_and_reports_the_corrupted_one(loca
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_rerunning_a_finished_cohort_with_other_options_is_refused(local_cohort, manifest):
     """Finished patients are kept as they are, so a re-run that would give them other settings stops (exit 2)."""
     before = (local_cohort / "cohort.json").read_text()

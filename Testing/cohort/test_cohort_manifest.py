@@ -70,6 +70,38 @@ def test_bad_manifests_stop_before_anything_runs(tmp_path, text, message):
         read_manifest(write(tmp_path / "m.csv", text))
 
 
+def test_a_cohort_recorded_by_the_earlier_version_is_compared_by_request(tmp_path):
+    """cohort.json of the earlier version recorded each patient's image and register options (the worker's own
+    --no-report among them); the same patient asked again is recognised, a changed one refused, a damaged record
+    named."""
+    import json
+
+    from INRCardiacRegistrationLib.cohort.batch import COHORT_FORMAT, CohortBatch
+
+    manifest = write(tmp_path / "m.csv", "patient,image,labels,options\np1,/d/ct.nii.gz,/d/l.nii.gz,--alpha 1\n")
+    cohort = tmp_path / "cohort"
+    (cohort / "runs" / "p1").mkdir(parents=True)
+    (cohort / "runs" / "p1" / "run.json").write_text("{}")  # the patient was started
+    old = {"format": COHORT_FORMAT, "patients": {"p1": {"image": "/d/ct.nii.gz", "options": [
+        "--labels", "/d/l.nii.gz", "--preset", "fast", "--no-report", "--alpha", "1"]}}}
+    (cohort / "cohort.json").write_text(json.dumps(old))
+    CohortBatch(read_manifest(manifest, ["--preset", "fast"]), cohort)._check_and_record()
+    assert "request" in json.loads((cohort / "cohort.json").read_text())["patients"]["p1"]
+    (cohort / "cohort.json").write_text(json.dumps(old))
+    with pytest.raises(InputError, match="was run with other inputs or options for p1"):
+        CohortBatch(read_manifest(manifest, ["--preset", "paper"]), cohort)._check_and_record()
+    (cohort / "cohort.json").write_text('{"format": ')
+    with pytest.raises(InputError, match="cohort.json is not a valid JSON file"):
+        CohortBatch(read_manifest(manifest), cohort)._check_and_record()
+
+
+def test_a_manifest_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_bytes("patient,image\nMüller,/d/ct.nii.gz\n".encode("latin-1"))
+    with pytest.raises(InputError, match="m.csv is not UTF-8 text"):
+        read_manifest(path)
+
+
 def test_common_options_are_checked_too(tmp_path):
     with pytest.raises(ValueError, match="invalid choice"):
         read_manifest(write(tmp_path / "m.csv", "patient,image\na,b\n"), ["--mode", "sideways"])

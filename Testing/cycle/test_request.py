@@ -67,7 +67,8 @@ def test_paths_become_absolute_and_labels_keep_their_frame(tmp_path, monkeypatch
     assert files.image == str(tmp_path / "ct.nii.gz")
     assert files.labels == (f"4={tmp_path / 'es.nii.gz'}", str(tmp_path / "labels"))
     assert files.heart_label == (1, 2)
-    for bad in ({"labels": ("-1=x.nii.gz",)}, {"myocardium_label": 0}, {"heart_label": (1, "two")}):
+    for bad in ({"labels": ("-1=x.nii.gz",)}, {"labels": ("3=",)}, {"myocardium_label": 0},
+                {"heart_label": (1, "two")}):
         with pytest.raises(InputError):
             InputFiles(**bad)
 
@@ -111,7 +112,8 @@ def test_options_layer_on_a_request_later_ones_win_and_reserved_ones_are_refused
     assert request.inputs.image == base.inputs.image
     with pytest.raises(InputError, match="row 3: --labels is set by the labels column"):
         base.with_options(["--labels", "x.nii.gz"], "row 3", {"labels": "the labels column"})
-    for worker_only in (["--resume"], ["--out", "elsewhere"], ["--lock-wait", "3"], ["--cancel-file", "x"]):
+    for worker_only in (["--resume"], ["--out", "elsewhere"], ["--lock-wait", "3"], ["--cancel-file", "x"],
+                        ["--lock-wait", "0"], ["--exit-with-parent"], ["--exit-with-parent", "0"], ["--quiet"]):
         with pytest.raises(InputError, match=f"{worker_only[0]} is set by whoever starts the worker"):
             base.with_options(worker_only)
     with pytest.raises(InputError, match="unrecognized arguments: --speed"):
@@ -129,9 +131,10 @@ def test_resume_without_image_takes_the_stored_request_and_refuses_contradiction
     def resumed(*argv):
         return request_from_arguments(parser.parse_args(["--out", "o", "--resume", *argv]), stored)
 
-    assert resumed() == stored
+    assert resumed("--device", "cpu") == stored
+    assert resumed() == stored.with_changes(device="auto")  # the device is where it runs now, as in a new run
     assert resumed("--device", "cuda").registration.device == "cuda"
-    assert resumed("--alpha", "0.35", "--mode", "sequential") == stored  # agreeing options are fine
+    assert resumed("--alpha", "0.35", "--mode", "sequential", "--device", "cpu") == stored  # agreeing options
     with pytest.raises(InputError, match="alpha: 0.35 in the run, 0.5 now"):
         resumed("--alpha", "0.5")
     with pytest.raises(InputError, match="drop --labels"):
@@ -141,17 +144,20 @@ def test_resume_without_image_takes_the_stored_request_and_refuses_contradiction
 
 
 def _option_strings() -> set[str]:
-    parser = argparse.ArgumentParser(add_help=False)
-    add_request_arguments(parser)
-    add_worker_arguments(parser)
-    return {option for action in parser._actions for option in action.option_strings}
+    """Every option of every ``inr-cardiac`` command (the worker's and the batch's, the phantom's ...)."""
+    commands = build_parser()._subparsers._group_actions[0].choices
+    options = {option for command in commands.values() for action in command._actions
+               for option in action.option_strings}
+    return options - {"-h", "--help"}
 
 
 def test_only_the_request_and_the_command_line_spell_the_workers_options():
     """Acceptance: no Lib file outside cli/ and cycle/request.py, and not the Slicer module, writes one of the
-    worker's option spellings (``--reference-frame``, ``--myocardium-label`` ...) in its code."""
+    options of ``inr-cardiac`` (``--reference-frame``, ``--myocardium-label``, ``--gpus-per-task`` ...), docstrings
+    included: settings travel as typed values, and errors name fields that the command line turns into options."""
     options = _option_strings()
-    assert {"--reference-frame", "--myocardium-label", "--labels", "--alpha", "--resume", "--out"} <= options
+    assert {"--reference-frame", "--myocardium-label", "--labels", "--alpha", "--resume", "--out", "--scheduler",
+            "--gpus-per-task", "--frames"} <= options
     pattern = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
     offenders = []
     files = [*LIB.rglob("*.py"), REPO / "INRCardiacRegistration" / "INRCardiacRegistration.py"]
@@ -182,3 +188,22 @@ def test_phantom_request_names_every_input(tiny_phantom):
                                         landmarks=root / "landmarks_reference.mrk.json",
                                         landmarks_annotated=root / "landmark_trajectories.csv")
     assert request.settings == CycleConfig()
+
+
+def test_short_and_paper_style_option_names():
+    """``--lr``, ``--lambda``, ``--iterations-first``/``--iterations-others`` are the field options' aliases."""
+    request = RunRequest.from_argv(["ct.nii.gz", "--preset", "fast", "--lr", "3e-4", "--lambda", "0.1",
+                                    "--iterations-first", "500", "--iterations-others", "250", "--quantiles", "0.02",
+                                    "0.98"])
+    assert request.registration == preset("fast", learning_rate=3e-4, regularization_weight=0.1, iterations=500,
+                                          warm_start_iterations=250, quantiles=(0.02, 0.98))
+    assert RunRequest.from_argv(request.to_argv()) == request
+
+
+def test_a_command_line_recorded_with_worker_options_reads_when_asked():
+    """Cohorts of the earlier version recorded each patient's options, ``--no-report`` and ``--quiet`` among them."""
+    argv = ["/d/ct.nii.gz", "--labels", "/d/l.nii.gz", "--no-report", "--quiet", "--alpha", "1"]
+    with pytest.raises(InputError, match="unrecognized arguments: --no-report --quiet"):
+        RunRequest.from_argv(argv)
+    request = RunRequest.from_argv(argv, ignore_worker_options=True)
+    assert request.inputs.labels == ("/d/l.nii.gz",) and request.registration.alpha == 1.0

@@ -104,6 +104,7 @@ def _is_external(graph: dict[str, set[str]], name: str, prefixes: Iterable[str])
 def violations(lib: Path) -> list[str]:
     """Every broken rule, one line each (empty: the Lib keeps its layers)."""
     graph = import_graph(lib)
+    paths = lib_modules(lib)
     found = []
     for module, imported in sorted(graph.items()):
         package = _package(module)
@@ -119,7 +120,7 @@ def violations(lib: Path) -> list[str]:
                 elif other in LAYERS and other != package and LAYERS[other] >= LAYERS[package]:
                     found.append(f"{module} imports {name} ({package}/ is layer {LAYERS[package]}, {other}/ layer "
                                  f"{LAYERS[other]}: only lower layers)")
-        if uses_slicer_app(lib_modules(lib)[module]):
+        if uses_slicer_app(paths[module]):
             found.append(f"{module} uses slicer.app (no Qt or slicer.app in the Lib)")
         if package in TORCH_FREE and module not in TORCH_ALLOWED:
             chain = _reaches(graph, module, lambda name: _is_external(graph, name, ("torch",)))

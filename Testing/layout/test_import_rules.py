@@ -58,8 +58,7 @@ def test_a_planted_violation_is_found(copy_of_lib, module, line, expected):
     """Each rule can fail: one forbidden import planted in a copy of the Lib (inside a function, where a lazy import
     would hide from an import-time check) is reported, and every report is about the planted import (torch reached
     through it is reported for each module that imports the planted one, with the chain)."""
-    assert violations(copy_of_lib) == []
-    _plant(copy_of_lib, module, line, at_top=False)
+    _plant(copy_of_lib, module, line, at_top=False)  # the copy had none: test_the_lib_keeps_its_layers
     found = violations(copy_of_lib)
     assert any(expected in text for text in found), found
     assert all(module in text for text in found), found

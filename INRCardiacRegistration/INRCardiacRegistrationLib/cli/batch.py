@@ -1,7 +1,7 @@
 """``inr-cardiac batch MANIFEST.csv --out COHORT_DIR``: register a cohort, one patient per Dask task.
 
-See :mod:`cohort_manifest` for the manifest, :mod:`cohort_batch` for the cohort folder and the executors,
-:mod:`cohort_summary` for the summary files. Exit codes: 0 every patient finished; 1 some did not (failed, or
+See :mod:`..cohort.manifest` for the manifest, :mod:`..cohort.batch` for the cohort folder and the executors,
+:mod:`..cohort.summary` for the summary files. Exit codes: 0 every patient finished; 1 some did not (failed, or
 cancelled by anything but this batch; the others are done and each one is listed with its reason); 2 bad manifest
 or options (nothing run); 130 cancelled (re-run the same command to continue).
 """
@@ -56,7 +56,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     engine.add_argument("--lock-wait", type=float, default=300.0, metavar="S",
                         help="wait up to S seconds for a patient's run folder still held by an earlier worker (for "
                              "example of a killed batch on a remote cluster) (default 300)")
-    parser.add_argument("--no-report", action="store_true", help="do not write cohort_report.png")
+    parser.add_argument("--no-report", action="store_true",
+                        help="do not write cohort_report.png nor the patients' report.png")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 

@@ -15,8 +15,6 @@ from pathlib import Path
 from ..core.vocabulary import InputError
 from ..cycle.request import WORKER_MODULE
 from ..phantom.config import PhantomConfig
-from ..phantom.files import generate_phantom
-from ..phantom.verification import measure_motion, verify_phantom
 
 DESCRIPTION = """\
 Write one synthetic patient: 4D contrast CT (HU), per-frame labels (LV myocardium, LV blood pool, heart), reference
@@ -98,6 +96,9 @@ def config_from_args(args: argparse.Namespace) -> PhantomConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..phantom.files import generate_phantom  # scipy and the renderer: only when a phantom is written
+    from ..phantom.verification import measure_motion, verify_phantom
+
     config = config_from_args(args)
     geometry = config.geometry
     def say(message: str) -> None:

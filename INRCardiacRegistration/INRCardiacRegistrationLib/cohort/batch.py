@@ -16,8 +16,9 @@ Cohort folder layout::
                            batch_finished, batch_cancelled (each with "time", unix seconds, and "batch", its id)
     lock                   held by the one batch that drives this folder
     cancel                 written on Ctrl-C/SIGTERM: tasks stop their worker after its saved frames
-    runs/PATIENT/          the patient's run folder (run_folder.py); its worker.log holds every attempt's output
-    cohort_metrics.csv, cohort_summary.csv, cohort_report.png      (cohort_summary.py)
+    runs/PATIENT/          the patient's run folder (:mod:`..cycle.run_folder`); its worker.log holds every
+                           attempt's output
+    cohort_metrics.csv, cohort_summary.csv, cohort_report.png      (:mod:`.summary`)
 
 Re-running the same command continues the cohort: finished patients are skipped, interrupted ones resume from
 their saved frames (the worker resumes them), failed ones are tried again.
@@ -41,6 +42,7 @@ from pathlib import Path
 
 from ..core.atomic_file import write_text_atomic
 from ..core.file_lock import LockBusy, exclusive_lock
+from ..core.text_files import read_json
 from ..core.vocabulary import InputError, RunState
 from ..cycle.request import RunRequest, WorkerOptions, worker_command
 from ..cycle.run_folder import RunFolder
@@ -69,6 +71,7 @@ class PatientTask:
     gpus: int = 0
     gpu_slots: bool = False
     lock_wait_s: float = 300.0
+    report: bool = True  # the patient's report.png
 
 
 @dataclass
@@ -79,7 +82,8 @@ class BatchSettings:
     ``scheduler``: ``tcp://host:port`` or a scheduler JSON file). ``gpus_per_task``: GPUs one patient holds (a Dask
     resource ``GPU``; workers must advertise it, ``--resources GPU=1``); default: 1 on a local machine with CUDA,
     else 0. ``threads_per_task``: CPU threads of one worker (default locally: the cores shared out). ``retries``:
-    further attempts for a patient whose worker failed or died (bad input is not retried).
+    further attempts for a patient whose worker failed or died (bad input is not retried). ``report``: write
+    ``cohort_report.png`` and every patient's ``report.png``.
     """
 
     executor: str = "local"
@@ -177,7 +181,7 @@ def register_patient(task: PatientTask) -> dict:
     # resume continues a run folder or starts a new one; deciding here, before the child holds the folder's lock,
     # would race with an earlier worker that is still writing it
     options = WorkerOptions(resume=True, exit_with_parent=os.getpid(), cancel_files=(task.cancel_path,),
-                            lock_wait_s=task.lock_wait_s)
+                            lock_wait_s=task.lock_wait_s, report=task.report)
     resuming = run.exists()
     env = worker_environment()
     if task.threads:
@@ -211,11 +215,16 @@ def register_patient(task: PatientTask) -> dict:
 
 
 # --- the driver --------------------------------------------------------------------------------------------
-def _stored_request(record: dict) -> RunRequest:
-    """A patient's request as ``cohort.json`` records it (``{"image", "options"}`` in cohorts of earlier versions)."""
-    if "request" in record:
-        return RunRequest.from_dict(record["request"])
-    return RunRequest.from_argv([record.get("image") or "", *record.get("options", [])])
+def _stored_request(record: dict, where: str) -> RunRequest:
+    """A patient's request as ``cohort.json`` records it (``{"image", "options"}`` in cohorts of earlier versions,
+    whose options could hold the worker's own quiet and no-report options); InputError names ``where``."""
+    try:
+        if "request" in record:
+            return RunRequest.from_dict(record["request"])
+        return RunRequest.from_argv([record.get("image") or "", *record.get("options", [])],
+                                    ignore_worker_options=True)
+    except (InputError, TypeError, AttributeError) as error:
+        raise InputError(f"{where}: cannot read the patient's recorded request ({error})") from None
 
 
 def _attempts(run: RunFolder, batch: str) -> int:
@@ -313,14 +322,17 @@ class CohortBatch:
         path = self.root / "cohort.json"
         stored = {}
         if path.is_file():
-            stored = json.loads(path.read_text(encoding="utf-8"))
+            stored = read_json(path, "cohort record")
+            if not isinstance(stored, dict):
+                raise InputError(f"{path} is not a cohort record (a JSON object)")
             if stored.get("format") != COHORT_FORMAT:
                 raise InputError(f"{path} has format {stored.get('format')!r}, expected {COHORT_FORMAT!r}")
         before = stored.get("patients", {})
         folded = {name.casefold(): record for name, record in before.items()}  # one folder on case-insensitive disks
         changed = [p.patient for p in self.patients if p.patient.casefold() in folded
                    and self.run_folder(p.patient).exists()
-                   and _stored_request(folded[p.patient.casefold()]).differences(p.request)]
+                   and _stored_request(folded[p.patient.casefold()], f"{path} patient {p.patient}").differences(
+                       p.request)]
         if changed:
             raise InputError(f"{self.root} was run with other inputs or options for {', '.join(changed[:5])}"
                              f"{' ...' if len(changed) > 5 else ''}: use the same manifest and common options, "
@@ -337,7 +349,8 @@ class CohortBatch:
         if settings.executor == "dask" or settings.scheduler:
             address = settings.scheduler or distributed.config.get("scheduler-address", None)
             if not address:
-                raise InputError("--executor dask needs --scheduler ADDRESS (tcp://host:port or a scheduler JSON file)")
+                raise InputError("the dask executor needs the scheduler's address (tcp://host:port or a scheduler JSON "
+                                 "file)", option="scheduler")
             try:
                 if Path(address).is_file():
                     client = distributed.Client(scheduler_file=address, timeout="30s")
@@ -353,8 +366,8 @@ class CohortBatch:
         if gpus is None:
             gpus = 1 if devices else 0
         if gpus and devices < gpus:
-            raise InputError(f"--gpus-per-task {gpus}: this machine has {devices} CUDA device(s); use "
-                             "--gpus-per-task 0 to run on the CPU")
+            raise InputError(f"{gpus} GPU(s) per task, but this machine has {devices} CUDA device(s); ask for 0 GPUs "
+                             "per task to run on the CPU", option="gpus_per_task")
         workers = settings.workers or (devices // gpus if gpus else 1)
         if gpus and workers * gpus > devices:
             raise InputError(f"{workers} workers x {gpus} GPU(s) per task need {workers * gpus} GPUs; this machine has "
@@ -417,14 +430,15 @@ class CohortBatch:
                 self.emit("warning", text=f"no Dask worker offers the resource GPU={gpus} yet (start workers with "
                                           f"--resources GPU={gpus}); the patients wait until one joins")
             elif not gpus and any(offered):
-                self.emit("warning", text="the Dask workers offer GPUs but --gpus-per-task is 0: a worker with "
+                self.emit("warning", text="the Dask workers offer GPUs but the patients ask for none: a worker with "
                                           "several threads runs several patients on its GPU at once")
             futures = {}
             for patient in todo:
                 task = PatientTask(patient=patient.patient, request=patient.request.to_dict(),
                                    run_dir=str(self.run_folder(patient.patient).root),
                                    batch=self.batch, cancel_path=str(self.cancel_path), threads=threads, gpus=gpus,
-                                   gpu_slots=local, lock_wait_s=self.settings.lock_wait_s)
+                                   gpu_slots=local, lock_wait_s=self.settings.lock_wait_s,
+                                   report=self.settings.report)
                 futures[patient.patient] = client.submit(
                     register_patient, task, key=f"inr-cardiac-{patient.patient}-{self.batch}", pure=False,
                     retries=self.settings.retries, resources={"GPU": gpus} if gpus else None)

@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import csv
 import difflib
+import io
 import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.text_files import read_text
 from ..core.vocabulary import InputError
-from ..cycle.request import InputFiles, RunRequest
+from ..cycle.request import InputFiles, RunRequest, absolute_path, label_spec
 
 COLUMNS = ("patient", "image", "labels", "landmarks", "landmarks_annotated", "options")
 _PATIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -60,19 +62,8 @@ def split_options(text: str | None, where: str) -> tuple[str, ...]:
         raise InputError(f"{where}: cannot split options {text!r}: {error}") from None
 
 
-def _path(text: str, base: Path) -> str:
-    path = Path(text.strip()).expanduser()
-    return str((path if path.is_absolute() else base / path).resolve())
-
-
 def _labels(text: str, base: Path) -> tuple[str, ...]:
-    items = []
-    for item in (part.strip() for part in text.split(";")):
-        if not item:
-            continue
-        frame, sep, path = item.partition("=")
-        items.append(f"{frame.strip()}={_path(path, base)}" if sep and frame.strip().isdigit() else _path(item, base))
-    return tuple(items)
+    return tuple(label_spec(item, base) for item in (part.strip() for part in text.split(";")) if item)
 
 
 def read_manifest(path: str | Path, common_options: list[str] | tuple[str, ...] = ()) -> list[CohortPatient]:
@@ -82,7 +73,7 @@ def read_manifest(path: str | Path, common_options: list[str] | tuple[str, ...] 
     if not path.is_file():
         raise InputError(f"manifest not found: {path}")
     base = path.resolve().parent
-    with open(path, encoding="utf-8-sig", newline="") as stream:
+    with io.StringIO(read_text(path, "manifest", encoding="utf-8-sig"), newline="") as stream:
         reader = csv.DictReader(stream)
         header = [name.strip() for name in (reader.fieldnames or [])]
         missing = [name for name in ("patient", "image") if name not in header]
@@ -111,9 +102,9 @@ def read_manifest(path: str | Path, common_options: list[str] | tuple[str, ...] 
         if not row.get("image"):
             raise InputError(f"{where}: patient {patient} has no image")
         options = split_options(row.get("options"), where)
-        files = InputFiles(image=_path(row["image"], base), labels=_labels(row.get("labels", ""), base),
-                           landmarks=_path(row["landmarks"], base) if row.get("landmarks") else None,
-                           landmarks_annotated=_path(row["landmarks_annotated"], base)
+        files = InputFiles(image=absolute_path(row["image"], base), labels=_labels(row.get("labels", ""), base),
+                           landmarks=absolute_path(row["landmarks"], base) if row.get("landmarks") else None,
+                           landmarks_annotated=absolute_path(row["landmarks_annotated"], base)
                            if row.get("landmarks_annotated") else None)
         request = RunRequest(files).with_options([*common_options, *options], where, _RESERVED, "the batch")
         patients.append(CohortPatient(patient=patient, request=request, options=options, row=number))

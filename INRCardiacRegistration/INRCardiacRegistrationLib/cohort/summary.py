@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.atomic_file import atomic_path, write_text_atomic
-from ..core.vocabulary import METRIC_COLUMNS, TRACKING_METRICS, RunState, metric
+from ..core.vocabulary import METRIC_COLUMNS, TRACKING_METRICS, InputError, RunState, metric
 from ..cycle.run_folder import RunFolder, csv_text
 
 METRICS_FILE = "cohort_metrics.csv"
@@ -76,7 +76,7 @@ def patient_metrics(patient: str, run_dir: str | Path, status: str | None = None
         return PatientMetrics(patient, status or "not run", reason=reason)
     try:
         info = run.read_run_info()
-    except ValueError as error:  # a damaged run.json: listed, not fatal for the cohort's summary
+    except InputError as error:  # a damaged run.json: listed, not fatal for the cohort's summary
         return PatientMetrics(patient, status or "unreadable", reason=reason or str(error))
     return PatientMetrics(patient, status or str(info.get("status", "unknown")), int(info.get("frames") or 0),
                           int(info.get("reference_frame") or 0), run.read_metrics(), reason or info.get("error", ""))

@@ -19,7 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..core.atomic_file import atomic_path
-from ..core.vocabulary import TRACKING_METRICS, Metric, metric
+from ..core.vocabulary import TRACKING_METRICS, InputError, Metric, metric
 from ..core.volume import Volume
 from ..fileio.landmarks import Trajectories
 from .report_data import RunData, frame_list, mean_displacement, read_run_data, trajectory_error
@@ -283,7 +283,7 @@ def _reference_mask(run: RunFolder, data: RunData, frame_labels: dict[int, Volum
     if path.is_file():
         try:
             return Volume.read(path)
-        except ValueError as error:
+        except InputError as error:
             data.notes.append(str(error))
     return frame_labels.get(data.reference)
 

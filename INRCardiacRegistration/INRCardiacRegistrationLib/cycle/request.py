@@ -33,18 +33,25 @@ WORKER_MODULE = "INRCardiacRegistrationLib.cli"
 
 
 # --- the parts -------------------------------------------------------------------------------------------------
-def _absolute(path: str | Path | None) -> str | None:
-    return None if path is None or str(path) == "" else str(Path(path).expanduser().resolve())
+def absolute_path(path: str | Path | None, base: Path | None = None) -> str | None:
+    """``path`` made absolute (relative to ``base``, else the current folder); None for no path."""
+    if path is None or str(path).strip() == "":
+        return None
+    path = Path(str(path).strip()).expanduser()
+    return str((path if path.is_absolute() or base is None else base / path).resolve())
 
 
-def _label_spec(item: str) -> str:
-    """A label spec with an absolute path: ``FRAME=PATH`` (FRAME >= 0) keeps its frame; anything else is a path."""
+def label_spec(item: str | Path, base: Path | None = None) -> str:
+    """A label spec with an absolute path (relative paths against ``base``, else the current folder):
+    ``FRAME=PATH`` (FRAME >= 0) keeps its frame; anything else is a path (a 4D label image or a folder)."""
     frame, sep, path = str(item).partition("=")
     if sep and frame.strip().lstrip("-").isdigit():
         if int(frame) < 0:
             raise InputError(f"label spec {item!r}: frame indices are 0-based, got {frame.strip()}", option="labels")
-        return f"{int(frame)}={_absolute(path.strip())}"
-    return _absolute(item)
+        if not path.strip():
+            raise InputError(f"label spec {item!r} names no file after '='", option="labels")
+        return f"{int(frame)}={absolute_path(path, base)}"
+    return absolute_path(item, base)
 
 
 @dataclass(frozen=True)
@@ -67,10 +74,10 @@ class InputFiles:
 
     def __post_init__(self) -> None:
         labels = (self.labels,) if isinstance(self.labels, str | Path) else tuple(self.labels or ())
-        object.__setattr__(self, "image", _absolute(self.image))
-        object.__setattr__(self, "labels", tuple(_label_spec(item) for item in labels))
-        object.__setattr__(self, "landmarks", _absolute(self.landmarks))
-        object.__setattr__(self, "landmarks_annotated", _absolute(self.landmarks_annotated))
+        object.__setattr__(self, "image", absolute_path(self.image))
+        object.__setattr__(self, "labels", tuple(label_spec(item) for item in labels))
+        object.__setattr__(self, "landmarks", absolute_path(self.landmarks))
+        object.__setattr__(self, "landmarks_annotated", absolute_path(self.landmarks_annotated))
         object.__setattr__(self, "heart_label", tuple(_label_value(v, "heart_label") for v in self.heart_label or ()))
         if self.myocardium_label is not None:
             object.__setattr__(self, "myocardium_label", _label_value(self.myocardium_label, "myocardium_label"))
@@ -221,7 +228,8 @@ class RunRequest:
 
     # --- the command line --------------------------------------------------------------------------------------
     def to_argv(self) -> list[str]:
-        """``IMAGE`` (when set) and the options that give exactly this request (the preset and its overrides)."""
+        """``IMAGE`` (when set) and the options that give exactly this request (the preset and its overrides; the
+        configuration's free-form ``extra`` notes do not travel on a command line)."""
         files, settings = self.inputs, self.settings
         argv = [files.image] if files.image else []
         if files.labels:
@@ -239,10 +247,14 @@ class RunRequest:
         return argv + config_argv(settings.preset, settings.overrides)
 
     @classmethod
-    def from_argv(cls, argv: Sequence[str]) -> RunRequest:
-        """The request ``IMAGE [options]`` asks for (InputError for unknown or invalid options)."""
+    def from_argv(cls, argv: Sequence[str], ignore_worker_options: bool = False) -> RunRequest:
+        """The request ``IMAGE [options]`` asks for (InputError for unknown or invalid options). With
+        ``ignore_worker_options`` the worker's own options (``--quiet``, ``--no-report`` ...) may be among them and are
+        left out (a command line recorded by an earlier version)."""
         parser = _RaisingParser(prog="register", add_help=False)
         add_request_arguments(parser)
+        if ignore_worker_options:
+            add_worker_arguments(parser, out_required=False)
         return request_from_arguments(parser.parse_args(list(argv)))
 
     def with_options(self, options: Sequence[str], where: str = "options", refused: dict[str, str] | None = None,
@@ -257,7 +269,8 @@ class RunRequest:
             args = parser.parse_args(list(options))
         except InputError as error:
             raise InputError(f"{where}: {error}") from None
-        worker = [flag for dest, flag in _WORKER_FLAGS.items() if getattr(args, dest, None) not in (None, False)]
+        worker = [flag for dest, flag in _WORKER_FLAGS.items()
+                  if getattr(args, dest, None) is not None and getattr(args, dest) is not False]
         if worker:
             raise InputError(f"{where}: {worker[0]} is set by {launcher}, not by options")
         changes = request_changes(args)
@@ -398,8 +411,9 @@ def request_from_arguments(args: argparse.Namespace, stored: RunRequest | None =
     """The request a parsed command line asks for.
 
     Without ``stored``: a new request (IMAGE required). With ``stored`` (``--resume`` without IMAGE: the request of
-    the run being continued, read from ``source``): the stored request; options given must agree with it, except
-    ``--device``, and input files may not be given at all.
+    the run being continued, read from ``source``): the stored request; options given must agree with it, and input
+    files may not be given at all. The device is not part of what a run computes: it is ``--device`` when given,
+    else ``auto`` (a run started on ``cuda:1`` resumes on a machine with one GPU, or none).
     """
     changes = request_changes(args)
     if stored is None:
@@ -410,7 +424,7 @@ def request_from_arguments(args: argparse.Namespace, stored: RunRequest | None =
     if given:
         raise InputError(f"--resume without IMAGE takes the inputs from {source}: drop {', '.join(given)} or give "
                          "IMAGE and all inputs again")
-    request = stored.with_changes(**changes)
+    request = stored.with_changes(**{"device": RegistrationConfig().device, **changes})
     differences = stored.differences(request)
     if differences:
         raise InputError(f"the options differ from the run's settings in {source} ({'; '.join(differences[:3])}); "

@@ -289,7 +289,7 @@ class RunFolder:
             return False
         try:
             info = self.read_run_info()
-        except ValueError:
+        except InputError:
             return False
         frames = int(info.get("frames") or 0)
         return info.get("status") == RunState.FINISHED and frames > 0 and len(self.finished_records(frames)) == frames

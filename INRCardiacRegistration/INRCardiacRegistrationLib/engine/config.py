@@ -205,7 +205,8 @@ def preset(name: str, **overrides) -> RegistrationConfig:
 
 
 def preset_label(name: str) -> str:
-    """``"fast (300/150 iterations, 3x128)"``: a preset with its schedule and network, for menus."""
+    """``"fast (300/150 iterations, 3x128; a CPU-friendly network and schedule)"``: a preset with its schedule,
+    network and purpose, for menus."""
     config = preset(name)
     return (f"{name} ({config.iterations}/{config.warm_start_iterations} iterations, {config.depth}x{config.width}; "
             f"{PRESET_DESCRIPTIONS.get(name, '')})")

@@ -1,6 +1,6 @@
 """SIREN displacement network with an analytic (forward-mode) spatial Jacobian.
 
-The network maps normalised coordinates ``x_n`` (see :mod:`coordinates`, shape (N, 3)) to a displacement
+The network maps normalised coordinates ``x_n`` (see :mod:`.coordinates`, shape (N, 3)) to a displacement
 ``u_n(x_n)`` in the same normalised units. Layers (``depth`` hidden sine layers of ``width`` units)::
 
     h_1 = sin(omega (W_1 x_n + b_1)),  h_k = sin(omega (W_k h_{k-1} + b_k)),  u_n = W_out h_depth + b_out

@@ -1,6 +1,6 @@
 """Reading the 4D input of a whole-cycle registration into 3D frames that all lie on one grid.
 
-Every geometry is SimpleITK's (LPS millimetres, see :mod:`geometry`); every frame is a :class:`Volume`
+Every geometry is SimpleITK's (LPS millimetres, see :mod:`..core.geometry`); every frame is a :class:`Volume`
 indexed ``[k, j, i]``. Accepted inputs:
 
 - a 4D image file SimpleITK reads (NIfTI, NRRD, MetaImage): frames along the 4th axis; the 3D grid is the
@@ -489,7 +489,7 @@ def _spatial_geometry(image: sitk.Image, name: str, path: Path) -> Geometry:
     try:
         return Geometry(tuple(image.GetSize()[:3]), tuple(image.GetSpacing()[:3]), tuple(image.GetOrigin()[:3]),
                         tuple(direction.ravel()))
-    except ValueError as error:
+    except (InputError, np.linalg.LinAlgError) as error:
         raise InputError(f"{name}: {path}: {error}") from None
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.atomic_file import write_text_atomic
+from ..core.text_files import read_json, read_text
 from ..core.vocabulary import InputError
 
 MARKUPS_SCHEMA = (
@@ -169,10 +170,7 @@ def read_markups_json(path: str | Path) -> Landmarks:
     """
     path = Path(path)
     _require_file(path, "markups")
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(f"{path} is not a valid JSON file: {error}") from error
+    document = read_json(path, "markups")
     markups = document.get("markups") if isinstance(document, dict) else None
     if not markups or not isinstance(markups, list):
         raise InputError(f"{path} holds no 'markups' list (not a Slicer markups file)")
@@ -187,7 +185,11 @@ def read_markups_json(path: str | Path) -> Landmarks:
         if not isinstance(position, list) or len(position) != 3:
             raise InputError(f"{path}: control point {index + 1} has no 3D 'position'")
         labels.append(str(point.get("label") or index + 1))
-        points.append([float(c) for c in position])
+        try:
+            points.append([float(c) for c in position])
+        except (TypeError, ValueError):
+            raise InputError(f"{path}: control point {index + 1} has a position that is not 3 numbers: "
+                             f"{position!r}") from None
     if not points:
         raise InputError(f"{path}: the markups node has no defined control points")
     array = np.asarray(points, dtype=np.float64)
@@ -206,7 +208,7 @@ def read_fcsv(path: str | Path) -> Landmarks:
                "associatedNodeID"]
     labels: list[str] = []
     points: list[list[float]] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in read_text(path, "fcsv").splitlines():
         if line.startswith("#"):
             key, _, value = line[1:].partition("=")
             if key.strip().lower() == "coordinatesystem":
@@ -232,7 +234,7 @@ def read_fcsv(path: str | Path) -> Landmarks:
 
 # --- CSV ----------------------------------------------------------------------------------------------
 def _read_csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
-    text = path.read_text(encoding="utf-8-sig")
+    text = read_text(path, "landmarks CSV", encoding="utf-8-sig")
     rows = [row for row in csv.reader(io.StringIO(text)) if row and any(cell.strip() for cell in row)]
     if not rows:
         raise InputError(f"{path} is empty")

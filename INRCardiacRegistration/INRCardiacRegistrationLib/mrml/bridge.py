@@ -3,7 +3,7 @@
 The only Lib file that imports ``slicer`` (MRML classes only, no Qt, no ``slicer.app``), so it runs inside
 Slicer and on the PyPI ``slicer-core`` wheel alike.
 
-:func:`import_run` creates, for the finished frames of a run folder (:mod:`run_folder`):
+:func:`import_run` creates, for the finished frames of a run folder (:mod:`..cycle.run_folder`):
 
 - a transform sequence: per frame a grid transform read from ``transforms/frame_NNN.h5`` by Slicer's own
   transform storage node, i.e. phi (reference -> frame t) stored as *FromParent* on the reference grid. Frame t

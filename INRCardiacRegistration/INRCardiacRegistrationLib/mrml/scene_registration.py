@@ -25,8 +25,6 @@ from ..cycle.run_folder import RunFolder
 from ..cycle.worker_process import RunProgress, WorkerProcess, worker_environment
 from .bridge import RunNodes, browser_for_sequence, export_inputs, import_run
 
-FINAL_STATES = ("finished", "cancelled", "failed", "bad input")
-
 
 class RegistrationFailed(RuntimeError):
     """The worker ended without finishing (bad input or an error); the message ends with its last log lines."""
@@ -64,7 +62,7 @@ class SceneRegistration:
               browser=None) -> SceneRegistration:
         """Export the inputs from the scene and start the worker on them.
 
-        ``ct_sequence`` and the label/landmark arguments are those of :func:`bridge.export_inputs`; ``settings``:
+        ``ct_sequence`` and the label/landmark arguments are those of :func:`.bridge.export_inputs`; ``settings``:
         the cycle and registration settings (default: the paper's); ``extra_options``: further options in the
         command line's spelling, applied to the request (a power user's free text; checked here, before anything
         is exported). ``browser``: the CT's sequence browser (default: the one playing ``ct_sequence``, made if
@@ -75,7 +73,8 @@ class SceneRegistration:
         if self.run.root.exists() and any(self.run.root.iterdir()):
             raise InputError(f"output folder {self.run.root} is not empty: choose a new folder")
         settings = settings if settings is not None else CycleConfig()
-        refused = {name: "the scene's inputs" for name in ("image", "labels", "landmarks", "landmarks_annotated")}
+        refused = {name: "the scene's inputs" for name in ("image", "labels", "myocardium_label", "heart_label",
+                                                           "landmarks", "landmarks_annotated")}
         RunRequest(settings=settings).with_options(extra_options or [], "extra options", refused)  # fails early
         self.browser = browser or browser_for_sequence(ct_sequence, self.scene)
         self.exported = export_inputs(ct_sequence, self.run.inputs_dir, segmentations=segmentations,
@@ -92,8 +91,8 @@ class SceneRegistration:
             raise InputError(f"{self.run.root} holds no run to resume (no run.json)")
         self.browser = browser if browser is not None else self.browser
         self.nodes = nodes if nodes is not None else self.nodes
-        self.request = self.run.read_request()
-        return self._launch(worker_command(self.python, self.run.root, self.request, WorkerOptions(resume=True)))
+        self.request = self.run.read_request()  # the worker reads it from run.json (device: 'auto' again)
+        return self._launch(worker_command(self.python, self.run.root, None, WorkerOptions(resume=True)))
 
     def _launch(self, argv: list[str]) -> SceneRegistration:
         if self.worker is not None and self.worker.running:

@@ -4,7 +4,7 @@ Per frame, the CT's browser is stepped to the frame and the logic segments its p
 ``heartchambers_highres`` (segment ``heart_myocardium``; licensed, free for non-commercial use); on the reference
 frame only, task ``total`` with the ``heart`` subset adds the heart mask the worker samples in (it takes the mask
 from the reference frame alone). The results form a segmentation sequence with the CT's index values, ready for
-:func:`mrml_bridge.export_inputs`.
+:func:`.bridge.export_inputs`.
 
 The TotalSegmentator logic is passed in (``slicer.modules.totalsegmentator.widgetRepresentation().self().logic``
 or ``TotalSegmentator.TotalSegmentatorLogic()``), so this file needs neither Qt nor the extension itself, and tests

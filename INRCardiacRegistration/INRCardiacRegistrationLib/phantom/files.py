@@ -20,6 +20,7 @@ import SimpleITK as sitk
 from .. import __version__
 from ..core.atomic_file import write_text_atomic
 from ..core.geometry import Geometry
+from ..core.text_files import read_json
 from ..core.vocabulary import InputError
 from ..core.volume import Volume, write_image_atomic
 from ..cycle.request import CycleConfig, InputFiles, RunRequest
@@ -188,7 +189,7 @@ def phantom_request(manifest_path: str | Path, settings: CycleConfig | None = No
         manifest_path = manifest_path / "manifest.json"
     if not manifest_path.is_file():
         raise InputError(f"phantom manifest not found: {manifest_path}")
-    info = json.loads(manifest_path.read_text(encoding="utf-8"))
+    info = read_json(manifest_path, "phantom manifest")
     root = manifest_path.parent
     values = {key: int(value) for key, value in info["label_values"].items()}
     files = InputFiles(image=root / info["image"], labels=(str(root / info["labels"]),),
@@ -204,7 +205,7 @@ def load_phantom(manifest_path: str | Path) -> Phantom:
         manifest_path = manifest_path / "manifest.json"
     if not manifest_path.is_file():
         raise InputError(f"phantom manifest not found: {manifest_path}")
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest = read_json(manifest_path, "phantom manifest")
     missing = [k for k in ("image", "labels", "label_values", "landmarks", "trajectories",
                            "ground_truth_transforms", "ed_frame", "es_frame") if k not in manifest]
     if missing:
