@@ -190,12 +190,15 @@ def read_markups_json(path: str | Path) -> Landmarks:
         except (TypeError, ValueError):
             raise InputError(f"{path}: control point {index + 1} has a position that is not 3 numbers: "
                              f"{position!r}") from None
+    return _landmarks_lps(labels, points, system, f"{path}: the markups node has no defined control points")
+
+
+def _landmarks_lps(labels: list[str], points: list[list[float]], system: str, empty: str) -> Landmarks:
+    """Landmarks in LPS from points read in ``system`` (``"RAS"`` or ``"LPS"``); InputError ``empty`` for none."""
     if not points:
-        raise InputError(f"{path}: the markups node has no defined control points")
+        raise InputError(empty)
     array = np.asarray(points, dtype=np.float64)
-    if system == "RAS":
-        array = array * RAS_TO_LPS
-    return Landmarks(tuple(labels), array)
+    return Landmarks(tuple(labels), array * RAS_TO_LPS if system == "RAS" else array)
 
 
 # --- Slicer legacy .fcsv ------------------------------------------------------------------------------
@@ -224,12 +227,7 @@ def read_fcsv(path: str | Path) -> Landmarks:
         except (KeyError, ValueError) as error:
             raise InputError(f"{path}: cannot read x, y, z from the line {line!r}") from error
         labels.append(row.get("label") or str(len(points)))
-    if not points:
-        raise InputError(f"{path} holds no fiducial points")
-    array = np.asarray(points, dtype=np.float64)
-    if system == "RAS":
-        array = array * RAS_TO_LPS
-    return Landmarks(tuple(labels), array)
+    return _landmarks_lps(labels, points, system, f"{path} holds no fiducial points")
 
 
 # --- CSV ----------------------------------------------------------------------------------------------

@@ -180,26 +180,9 @@ class Phantom:
         return phantom_request(self.manifest_path, settings)
 
 
-def phantom_request(manifest_path: str | Path, settings: CycleConfig | None = None) -> RunRequest:
-    """The run request that registers the phantom of ``manifest_path`` (its ``manifest.json`` or folder): its 4D CT,
-    4D labels (myocardium value, every heart label for sampling), reference landmarks and their true trajectories
-    (for the TRE), with ``settings`` (default: the paper's)."""
-    manifest_path = Path(manifest_path)
-    if manifest_path.is_dir():
-        manifest_path = manifest_path / "manifest.json"
-    if not manifest_path.is_file():
-        raise InputError(f"phantom manifest not found: {manifest_path}")
-    info = read_json(manifest_path, "phantom manifest")
-    root = manifest_path.parent
-    values = {key: int(value) for key, value in info["label_values"].items()}
-    files = InputFiles(image=root / info["image"], labels=(str(root / info["labels"]),),
-                       myocardium_label=values["myocardium"], heart_label=tuple(sorted(set(values.values()))),
-                       landmarks=root / info["landmarks"], landmarks_annotated=root / info["trajectories"])
-    return RunRequest(files, settings if settings is not None else CycleConfig())
-
-
-def load_phantom(manifest_path: str | Path) -> Phantom:
-    """Read a phantom written by :func:`generate_phantom`: frames as Volumes, landmarks, trajectories."""
+def read_phantom_manifest(manifest_path: str | Path) -> tuple[Path, dict]:
+    """``(path of manifest.json, its content)`` for a phantom's ``manifest.json`` or folder; InputError when it is
+    missing, unreadable or lacks a key."""
     manifest_path = Path(manifest_path)
     if manifest_path.is_dir():
         manifest_path = manifest_path / "manifest.json"
@@ -210,6 +193,25 @@ def load_phantom(manifest_path: str | Path) -> Phantom:
                            "ground_truth_transforms", "ed_frame", "es_frame") if k not in manifest]
     if missing:
         raise InputError(f"{manifest_path} lacks the keys {missing}")
+    return manifest_path, manifest
+
+
+def phantom_request(manifest_path: str | Path, settings: CycleConfig | None = None) -> RunRequest:
+    """The run request that registers the phantom of ``manifest_path`` (its ``manifest.json`` or folder): its 4D CT,
+    4D labels (myocardium value, every heart label for sampling), reference landmarks and their true trajectories
+    (for the TRE), with ``settings`` (default: the paper's)."""
+    manifest_path, info = read_phantom_manifest(manifest_path)
+    root = manifest_path.parent
+    values = {key: int(value) for key, value in info["label_values"].items()}
+    files = InputFiles(image=root / info["image"], labels=(str(root / info["labels"]),),
+                       myocardium_label=values["myocardium"], heart_label=tuple(sorted(set(values.values()))),
+                       landmarks=root / info["landmarks"], landmarks_annotated=root / info["trajectories"])
+    return RunRequest(files, settings if settings is not None else CycleConfig())
+
+
+def load_phantom(manifest_path: str | Path) -> Phantom:
+    """Read a phantom written by :func:`generate_phantom`: frames as Volumes, landmarks, trajectories."""
+    manifest_path, manifest = read_phantom_manifest(manifest_path)
     root = manifest_path.parent
     return Phantom(manifest_path, manifest, read_4d_frames(root / manifest["image"], "image"),
                    read_4d_frames(root / manifest["labels"], "labels"),
