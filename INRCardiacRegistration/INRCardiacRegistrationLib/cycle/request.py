@@ -101,7 +101,6 @@ def _label_value(value, name: str) -> int:
     return int(value)
 
 
-CYCLE_FIELDS = ("mode", "reference_frame", "field_region", "field_margin_mm")
 INPUT_FIELDS = tuple(item.name for item in dataclasses.fields(InputFiles))
 
 
@@ -154,21 +153,21 @@ class CycleConfig:
 
     def cycle_dict(self) -> dict:
         """The cycle's own settings (``run.json``'s ``cycle``)."""
-        return {name: getattr(self, name) for name in (*CYCLE_FIELDS, "preset")}
+        return {name: getattr(self, name) for name in CYCLE_FIELDS}
 
     def to_dict(self) -> dict:
         return {"registration": self.registration.to_dict(), **self.cycle_dict()}
 
     @classmethod
     def from_dict(cls, data: dict) -> CycleConfig:
-        values = dict(data)
-        values["registration"] = RegistrationConfig.from_dict(values.get("registration", {}))
-        return cls(**values)
+        """The settings of :meth:`to_dict`; keys it does not know are left out, missing ones take their defaults."""
+        cycle = {key: value for key, value in data.items() if key in CYCLE_FIELDS}
+        return cls(RegistrationConfig.from_dict(data.get("registration") or {}), **cycle)
 
     def with_changes(self, **changes) -> CycleConfig:
         """A copy with cycle settings, ``preset`` and registration fields changed. A new preset keeps the overrides
         made so far (fields given here win)."""
-        cycle = {key: changes.pop(key) for key in (*CYCLE_FIELDS, "preset") if key in changes}
+        cycle = {key: changes.pop(key) for key in CYCLE_FIELDS if key in changes}
         name = cycle.get("preset", self.preset)
         if name != self.preset:
             registration = preset(name, **{**self.overrides, **changes})
@@ -176,6 +175,9 @@ class CycleConfig:
             registration = self.registration.replace(**changes) if changes else self.registration
         return dataclasses.replace(self, registration=registration, **cycle)
 
+
+CYCLE_FIELDS = tuple(item.name for item in dataclasses.fields(CycleConfig) if item.name != "registration")
+"""The cycle's own settings (``run.json``'s ``cycle``): mode, reference frame, field region and margin, preset."""
 
 # Settings that may differ between a run and its resumption without changing what is computed (the preset is only
 # a name: the registration settings themselves are compared). A run resumed on another device continues correctly
@@ -203,9 +205,8 @@ class RunRequest:
     def from_dict(cls, data: dict) -> RunRequest:
         """The request of a ``run.json`` (or of :meth:`to_dict`). Fields a run folder of an earlier version lacks
         take their defaults (the run used them)."""
-        cycle = {key: value for key, value in (data.get("cycle") or {}).items() if key in (*CYCLE_FIELDS, "preset")}
-        registration = RegistrationConfig.from_dict(data.get("config") or {})
-        return cls(InputFiles.from_dict(data.get("inputs") or {}), CycleConfig(registration, **cycle))
+        settings = CycleConfig.from_dict({**(data.get("cycle") or {}), "registration": data.get("config") or {}})
+        return cls(InputFiles.from_dict(data.get("inputs") or {}), settings)
 
     def with_changes(self, **changes) -> RunRequest:
         """A copy with any input field, cycle setting, ``preset`` or registration field changed."""
@@ -264,13 +265,13 @@ class RunRequest:
         (``--out``, ``--resume`` ...) are always refused (they are the ``launcher``'s). InputError names ``where``."""
         parser = _RaisingParser(prog=where, add_help=False)
         add_request_arguments(parser, image=False)
-        add_worker_arguments(parser, out_required=False)
+        worker_flags = add_worker_arguments(parser, out_required=False)
         try:
             args = parser.parse_args(list(options))
         except InputError as error:
             raise InputError(f"{where}: {error}") from None
-        worker = [flag for dest, flag in _WORKER_FLAGS.items()
-                  if getattr(args, dest, None) is not None and getattr(args, dest) is not False]
+        worker = [flag for dest, flag in worker_flags.items()
+                  if getattr(args, dest) is not None and getattr(args, dest) is not False]
         if worker:
             raise InputError(f"{where}: {worker[0]} is set by {launcher}, not by options")
         changes = request_changes(args)
@@ -290,9 +291,6 @@ _ALIASES = {  # short or paper-style names accepted besides the field names
     "learning_rate": ("--lr",),
     "regularization_weight": ("--lambda",),
 }
-_WORKER_FLAGS = {"out": "--out", "resume": "--resume", "lock_wait": "--lock-wait",
-                 "exit_with_parent": "--exit-with-parent", "cancel_file": "--cancel-file", "no_report": "--no-report",
-                 "quiet": "--quiet"}
 
 
 def option_name(name: str) -> str:
@@ -313,8 +311,6 @@ def config_argv(preset_name: str, overrides: dict) -> list[str]:
     """``--preset NAME`` and one option per overridden registration field (values written to round-trip exactly)."""
     argv = ["--preset", preset_name]
     for name, value in overrides.items():
-        if name not in field_names():
-            raise InputError(f"unknown registration parameter {name!r}; known: {', '.join(field_names())}")
         argv += [option_name(name), *_number_list(value if isinstance(value, list | tuple) else [value])]
     return argv
 
@@ -463,24 +459,28 @@ class WorkerOptions:
                    cancel_files=tuple(str(p) for p in args.cancel_file or ()))
 
 
-def add_worker_arguments(parser: argparse.ArgumentParser, out_required: bool = True) -> None:
-    """The worker's own options: ``--out`` and how it runs (:class:`WorkerOptions`)."""
-    parser.add_argument("--out", required=out_required, type=Path, metavar="RUN_DIR",
-                        help="run folder (new, or with --resume)")
+def add_worker_arguments(parser: argparse.ArgumentParser, out_required: bool = True) -> dict[str, str]:
+    """The worker's own options: ``--out`` and how it runs (:class:`WorkerOptions`). Returns ``{dest: option}`` of
+    the options it added."""
     group = parser.add_argument_group("running")
-    group.add_argument("--resume", action="store_true",
-                       help="continue the cancelled or crashed run in RUN_DIR, keeping its finished frames")
-    group.add_argument("--lock-wait", type=float, default=None, metavar="S",
-                       help="if another worker is writing RUN_DIR, wait up to S seconds for it to end (default 0: "
-                            "fail at once, exit code 1)")
-    group.add_argument("--exit-with-parent", type=int, nargs="?", const=0, default=None, metavar="PID",
-                       help="stop cleanly (as on cancel) when process PID (default: the one that started this one) "
-                            "ends; batch runs use it so that killing the batch leaves no orphan")
-    group.add_argument("--cancel-file", action="append", type=Path, metavar="PATH",
-                       help="also stop cleanly when PATH exists (repeatable; unlike RUN_DIR/cancel it is never "
-                            "removed); batch runs pass the cohort's cancel file")
-    group.add_argument("--no-report", action="store_true", help="do not write report.png")
-    group.add_argument("--quiet", action="store_true", help="no progress bar")
+    actions = [
+        parser.add_argument("--out", required=out_required, type=Path, metavar="RUN_DIR",
+                            help="run folder (new, or with --resume)"),
+        group.add_argument("--resume", action="store_true",
+                           help="continue the cancelled or crashed run in RUN_DIR, keeping its finished frames"),
+        group.add_argument("--lock-wait", type=float, default=None, metavar="S",
+                           help="if another worker is writing RUN_DIR, wait up to S seconds for it to end (default "
+                                "0: fail at once, exit code 1)"),
+        group.add_argument("--exit-with-parent", type=int, nargs="?", const=0, default=None, metavar="PID",
+                           help="stop cleanly (as on cancel) when process PID (default: the one that started this "
+                                "one) ends; batch runs use it so that killing the batch leaves no orphan"),
+        group.add_argument("--cancel-file", action="append", type=Path, metavar="PATH",
+                           help="also stop cleanly when PATH exists (repeatable; unlike RUN_DIR/cancel it is never "
+                                "removed); batch runs pass the cohort's cancel file"),
+        group.add_argument("--no-report", action="store_true", help="do not write report.png"),
+        group.add_argument("--quiet", action="store_true", help="no progress bar"),
+    ]
+    return {action.dest: action.option_strings[0] for action in actions}
 
 
 def worker_command(python: str | Path, run_dir: str | Path, request: RunRequest | None = None,
