@@ -95,9 +95,7 @@ class RegistrationConfig:
 
     def replace(self, **changes) -> RegistrationConfig:
         """A copy with some fields changed (validated)."""
-        unknown = set(changes) - set(field_names())
-        if unknown:
-            raise InputError(f"unknown registration parameter(s) {sorted(unknown)}; known: {', '.join(field_names())}")
+        require_fields(changes)
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
@@ -110,9 +108,7 @@ class RegistrationConfig:
     def from_dict(cls, data: dict) -> RegistrationConfig:
         """The configuration stored by :meth:`to_dict`; a field missing from ``data`` (a run started before it
         existed) takes its default."""
-        unknown = set(data) - set(field_names(include_extra=True))
-        if unknown:
-            raise InputError(f"unknown registration parameter(s) {sorted(unknown)}")
+        require_fields(data)
         values = dict(data)
         for key in ("quantiles", "window"):
             if key in values:
@@ -155,11 +151,16 @@ def field_names(include_extra: bool = False) -> list[str]:
     return [item.name for item in dataclasses.fields(RegistrationConfig) if include_extra or item.name != "extra"]
 
 
+def require_fields(names) -> None:
+    """InputError naming the registration parameters among ``names`` that do not exist (``extra`` does)."""
+    unknown = sorted(set(names) - set(field_names(include_extra=True)))
+    if unknown:
+        raise InputError(f"unknown registration parameter(s) {unknown}; known: {', '.join(field_names())}")
+
+
 def _field_of(name: str) -> dataclasses.Field:
-    for item in dataclasses.fields(RegistrationConfig):
-        if item.name == name:
-            return item
-    raise InputError(f"unknown registration parameter {name!r}; known: {', '.join(field_names())}")
+    require_fields([name])
+    return next(item for item in dataclasses.fields(RegistrationConfig) if item.name == name)
 
 
 def field_help(name: str) -> str:
@@ -198,9 +199,7 @@ def preset(name: str, **overrides) -> RegistrationConfig:
     """The named preset (``"paper"`` or ``"fast"``) with optional field overrides."""
     if name not in PRESETS:
         raise InputError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}", option="preset")
-    unknown = set(overrides) - set(field_names(include_extra=True))
-    if unknown:
-        raise InputError(f"unknown registration parameter(s) {sorted(unknown)}; known: {', '.join(field_names())}")
+    require_fields(overrides)
     return RegistrationConfig(**{**PRESETS[name], **overrides})
 
 
