@@ -280,14 +280,20 @@ def _checked_points(points_lps: np.ndarray) -> np.ndarray:
     return points_lps
 
 
-def ground_truth_map(points_lps: np.ndarray, frame: int, config: PhantomConfig) -> np.ndarray:
-    """phi_t: reference-frame (frame 0) LPS points (..., 3) in mm -> their LPS positions in ``frame``."""
+def _map_points(points_lps: np.ndarray, frame: int, config: PhantomConfig, heart_map) -> np.ndarray:
+    """LPS points (..., 3) mapped by ``heart_map`` (the forward map or its inverse, in heart-frame components) with
+    ``frame``'s motion; a copy when the frame does not move."""
     points_lps = _checked_points(points_lps)
     motion = frame_motion(config, frame)
     if motion.is_identity:
         return points_lps.copy()
     flat = points_lps.reshape(-1, 3)
-    return _lps_points(*_heart_map(*heart_components(flat), motion)).reshape(points_lps.shape)
+    return _lps_points(*heart_map(*heart_components(flat), motion)).reshape(points_lps.shape)
+
+
+def ground_truth_map(points_lps: np.ndarray, frame: int, config: PhantomConfig) -> np.ndarray:
+    """phi_t: reference-frame (frame 0) LPS points (..., 3) in mm -> their LPS positions in ``frame``."""
+    return _map_points(points_lps, frame, config, _heart_map)
 
 
 def inverse_ground_truth_map(points_lps: np.ndarray, frame: int, config: PhantomConfig) -> np.ndarray:
@@ -296,12 +302,7 @@ def inverse_ground_truth_map(points_lps: np.ndarray, frame: int, config: Phantom
     Closed form except three monotone 1-D solves (Newton) and a contracting fixed point for the
     translation, each run to 1e-9 mm, so ``phi_t(phi_t^{-1}(y)) = y`` to better than 1e-6 mm.
     """
-    points_lps = _checked_points(points_lps)
-    motion = frame_motion(config, frame)
-    if motion.is_identity:
-        return points_lps.copy()
-    flat = points_lps.reshape(-1, 3)
-    return _lps_points(*_inverse_heart_map(*heart_components(flat), motion)).reshape(points_lps.shape)
+    return _map_points(points_lps, frame, config, _inverse_heart_map)
 
 
 def push_reference_mask(mask: np.ndarray, frame: int, config: PhantomConfig,
