@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from INRCardiacRegistrationLib.cycle.request import CycleConfig, RunRequest
+from INRCardiacRegistrationLib.cycle.run_folder import RunFolder
 from INRCardiacRegistrationLib.engine.config import RegistrationConfig, preset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,3 +43,18 @@ def oblique_direction() -> tuple[float, ...]:
     rz = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
     rx = np.array([[1, 0, 0], [0, np.cos(0.4), -np.sin(0.4)], [0, np.sin(0.4), np.cos(0.4)]])
     return tuple((rz @ rx @ np.diag([1, -1, -1])).ravel())
+
+
+def run_sampling_mask_and_region(run: RunFolder):
+    """The sampling mask (reference grid) and the field region of a finished run, rebuilt from its request as the
+    driver builds them: ``(mask, FieldRegion)``."""
+    from INRCardiacRegistrationLib.cycle.driver import cycle_sampling_mask
+    from INRCardiacRegistrationLib.cycle.field_region import field_region
+    from INRCardiacRegistrationLib.cycle.inputs import read_cycle_inputs
+
+    request = run.read_request()
+    inputs, _ = read_cycle_inputs(request.inputs, request.settings.reference_frame)
+    mask = cycle_sampling_mask(inputs, request.settings)
+    landmarks = None if inputs.landmarks is None else inputs.landmarks.points_lps
+    return mask, field_region(inputs.reference.geometry, mask, landmarks, region=request.settings.field_region,
+                              margin_mm=request.settings.field_margin_mm)

@@ -44,3 +44,13 @@ def new_scene():
     slicer.modules = types.SimpleNamespace(**modules)
     scene.application_logic = application  # keep the logics alive as long as the scene
     return scene
+
+
+def read_node(scene, class_name: str, storage_class, path):
+    """A new node of ``class_name`` read from ``path`` by Slicer's own ``storage_class`` (as Slicer loads files)."""
+    node = scene.AddNewNodeByClass(class_name)
+    storage = storage_class()
+    scene.AddNode(storage)
+    storage.SetFileName(str(path))
+    assert storage.ReadData(node), path
+    return node

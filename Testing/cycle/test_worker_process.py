@@ -4,6 +4,7 @@ processes: progress events, cancel of the whole process tree, the log tail of a 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 
@@ -11,7 +12,12 @@ import pytest
 from helpers import phantom_request
 from INRCardiacRegistrationLib.cycle.request import worker_command
 from INRCardiacRegistrationLib.cycle.run_folder import RunFolder
-from INRCardiacRegistrationLib.cycle.worker_process import ProgressReader, WorkerProcess
+from INRCardiacRegistrationLib.cycle.worker_process import (
+    ProgressReader,
+    WorkerProcess,
+    process_group_options,
+    stop_windows_tree,
+)
 
 # A launcher like PythonSlicer: the real Python runs as its child, so killing only the launcher is not enough.
 LAUNCHER = [sys.executable, "-c", "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"]
@@ -86,3 +92,32 @@ def test_a_failing_worker_surfaces_its_last_log_lines(tiny_phantom, tmp_path):
     assert worker.outcome() == "bad input"
     tail = worker.log_tail()
     assert tail[-1].startswith("inr-cardiac register: error: device 'cuda:7' was requested"), tail
+
+
+def test_windows_worker_has_no_console_window_and_a_group_of_its_own():
+    """Windows cannot run here: the flags are checked against their winbase.h values (CREATE_NEW_PROCESS_GROUP
+    0x200, CREATE_NO_WINDOW 0x08000000), and equal subprocess's own constants where Python defines them."""
+    options = process_group_options("win32")
+    assert options == {"creationflags": 0x200 | 0x08000000}
+    for name, value in (("CREATE_NEW_PROCESS_GROUP", 0x200), ("CREATE_NO_WINDOW", 0x08000000)):
+        assert getattr(subprocess, name, value) == value
+    assert process_group_options("linux") == {"start_new_session": True}
+
+
+class _ConsolelessProcess:
+    """A stand-in for a Windows Popen whose console control event fails, as from the Slicer GUI (no console)."""
+
+    pid = 4321
+
+    def send_signal(self, sig):
+        raise OSError("[WinError 6] The handle is invalid")
+
+
+def test_windows_cancel_ends_the_tree_when_no_console_event_can_be_sent(monkeypatch):
+    """Mocks Windows (``taskkill`` and a console-less process): a failed CTRL_BREAK falls back to ``taskkill /T /F``
+    on the whole tree, and a forced stop goes there at once."""
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda argv, **kwargs: calls.append(argv))
+    stop_windows_tree(_ConsolelessProcess(), force=False)
+    stop_windows_tree(_ConsolelessProcess(), force=True)
+    assert calls == [["taskkill", "/PID", "4321", "/T", "/F"]] * 2

@@ -19,7 +19,7 @@ from INRCardiacRegistrationLib.cycle.request import RunRequest  # noqa: E402
 from INRCardiacRegistrationLib.cycle.run_folder import RunFolder  # noqa: E402
 from INRCardiacRegistrationLib.fileio.landmarks import RAS_TO_LPS, read_markups_json, read_trajectories_csv  # noqa: E402
 from INRCardiacRegistrationLib.mrml.bridge import export_inputs, import_run  # noqa: E402
-from mrml_scene import new_scene  # noqa: E402
+from mrml_scene import new_scene, read_node  # noqa: E402
 
 
 @pytest.fixture
@@ -33,48 +33,26 @@ def _segment_array(segmentation, reference_volume):
 
 
 def _label_volume(scene, path):
-    node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
-    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
-    scene.AddNode(storage)
-    storage.SetFileName(str(path))
-    assert storage.ReadData(node)
-    return node
+    return read_node(scene, "vtkMRMLLabelMapVolumeNode", slicer.vtkMRMLVolumeArchetypeStorageNode, path)
 
 
 @pytest.mark.slow
 def test_imported_run_matches_the_worker_files(worker_run):
-    """Acceptance 1: one item per frame; reference landmarks under each frame's inverted transform node land on
-    the worker's trajectory CSV (0.1 mm); each segmentation matches the propagated label file (Dice >= 0.99);
-    one table row per frame with the metrics of metrics.csv."""
+    """One item per frame (the moving transforms are checked in test_slicer_transforms.py); each segmentation
+    matches the propagated label file (Dice >= 0.99); one table row per frame with the metrics of metrics.csv."""
     scene = new_scene()
     nodes = import_run(worker_run.root, scene)
     assert nodes.frames == [0, 1, 2, 3]
-    assert nodes.transforms.GetNumberOfDataNodes() == 4 and nodes.segmentations.GetNumberOfDataNodes() == 4
+    assert nodes.moving_transforms.GetNumberOfDataNodes() == 4 and nodes.segmentations.GetNumberOfDataNodes() == 4
     assert nodes.landmarks.GetNumberOfDataNodes() == 4
-    trajectories = read_trajectories_csv(worker_run.trajectories_csv)
-    reference = read_markups_json(worker_run.landmarks_path(0))
-    transforms_logic = slicer.modules.transforms.logic()
-    worst, dices = 0.0, []
+    assert nodes.moving_transforms.GetNthDataNode(1).GetClassName() == "vtkMRMLGridTransformNode"
+    dices = []
     for t in range(4):
-        stored = nodes.transforms.GetNthDataNode(t)
-        assert stored.GetClassName() == "vtkMRMLGridTransformNode"
-        inverted = scene.AddNewNodeByClass("vtkMRMLGridTransformNode")
-        inverted.Copy(stored)
-        inverted.Inverse()  # ToParent = phi: moves reference points to frame t exactly
-        markups = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode")
-        for label, ras in zip(reference.labels, reference.points_ras, strict=True):
-            markups.AddControlPoint(*map(float, ras), label)
-        markups.SetAndObserveTransformNodeID(inverted.GetID())
-        transforms_logic.hardenTransform(markups)
-        moved = np.array([markups.GetNthControlPointPosition(n) for n in range(len(reference))]) * RAS_TO_LPS
-        worst = max(worst, float(np.abs(moved - trajectories.points_lps[t]).max()))
-
         label = _label_volume(scene, worker_run.label_path(t))
         expected = sitk.GetArrayFromImage(sitk.ReadImage(str(worker_run.label_path(t)))) > 0
         dices.append(dice(_segment_array(nodes.segmentations.GetNthDataNode(t), label), expected))
-    print(f"max |Slicer-moved landmark - CSV| = {worst:.2e} mm; min Dice segmentation vs label file {min(dices):.4f}")
+    print(f"min Dice segmentation vs label file {min(dices):.4f}")
     assert min(dices) >= 0.99
-    assert worst <= 1e-3  # acceptance asks 0.1 mm; with linear interpolation (as ITK) Slicer reproduces the CSV
     table = nodes.table
     rows = worker_run.read_metrics()
     assert table.GetNumberOfRows() == 4
@@ -84,7 +62,8 @@ def test_imported_run_matches_the_worker_files(worker_run):
             value = float(table.GetCellText(r, table.GetColumnIndex(name)))
             assert value == pytest.approx(row[name], rel=1e-5, abs=1e-9) or (np.isnan(value) and np.isnan(row[name]))
     assert set(nodes.charts) == {"dice", "hd95_mm", "tre_mm"}
-    assert len(nodes.curves) == len(reference) and nodes.curves[0].GetNumberOfControlPoints() == 4
+    assert len(nodes.curves) == len(read_markups_json(worker_run.landmarks_path(0))) \
+        and nodes.curves[0].GetNumberOfControlPoints() == 4
 
 
 @pytest.mark.slow
@@ -97,11 +76,11 @@ def test_browser_steps_all_results_together(worker_run):
     for t in (2, 0, 3):
         browser.SetSelectedItemNumber(t)
         logic.UpdateProxyNodesFromSequences(browser)
-        transform = browser.GetProxyNode(nodes.transforms)
+        transform = browser.GetProxyNode(nodes.moving_transforms)
         segmentation = browser.GetProxyNode(nodes.segmentations)
         markups = browser.GetProxyNode(nodes.landmarks)
         probe = trajectories.points_lps[0, 0] * RAS_TO_LPS
-        moved = np.array(transform.GetTransformFromParent().TransformPoint(list(map(float, probe)))) * RAS_TO_LPS
+        moved = np.array(transform.GetTransformToParent().TransformPoint(list(map(float, probe)))) * RAS_TO_LPS
         assert np.abs(moved - trajectories.points_lps[t, 0]).max() < 1e-3
         label = _label_volume(scene, worker_run.label_path(t))
         expected = sitk.GetArrayFromImage(sitk.ReadImage(str(worker_run.label_path(t)))) > 0
@@ -119,12 +98,12 @@ def test_a_run_in_progress_is_imported_and_updated(worker_run, tmp_path):
         (partial / "frames" / f"frame_{t:03d}.json").unlink()
     scene = new_scene()
     nodes = import_run(partial, scene)
-    assert nodes.frames == [0, 1] and nodes.transforms.GetNumberOfDataNodes() == 2
+    assert nodes.frames == [0, 1] and nodes.moving_transforms.GetNumberOfDataNodes() == 2
     for t in (2, 3):
         shutil.copy(worker_run.record_path(t), partial / "frames")
     again = import_run(partial, scene, nodes=nodes)
     assert again is nodes and nodes.frames == [0, 1, 2, 3]
-    assert nodes.transforms.GetNumberOfDataNodes() == 4 and nodes.segmentations.GetNumberOfDataNodes() == 4
+    assert nodes.moving_transforms.GetNumberOfDataNodes() == 4 and nodes.segmentations.GetNumberOfDataNodes() == 4
     assert nodes.table.GetNumberOfRows() == 4
 
 
@@ -143,11 +122,11 @@ def test_results_join_the_ct_browser(worker_run, tiny_phantom):
     browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", "CT browser")
     browser.SetAndObserveMasterSequenceNodeID(ct.GetID())
     nodes = import_run(worker_run.root, scene, browser=browser)
-    assert nodes.browser is browser and browser.IsSynchronizedSequenceNode(nodes.transforms.GetID())
-    assert [nodes.transforms.GetNthIndexValue(t) for t in range(4)] == ["0", "250", "500", "750"]
+    assert nodes.browser is browser and browser.IsSynchronizedSequenceNode(nodes.moving_transforms.GetID())
+    assert [nodes.moving_transforms.GetNthIndexValue(t) for t in range(4)] == ["0", "250", "500", "750"]
     browser.SetSelectedItemNumber(3)
     slicer.modules.sequences.logic().UpdateProxyNodesFromSequences(browser)
-    assert browser.GetProxyNode(nodes.transforms) is not None
+    assert browser.GetProxyNode(nodes.moving_transforms) is not None
     with pytest.raises(ValueError, match="master sequence has 3 items"):
         short = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode")
         three = scene.AddNewNodeByClass("vtkMRMLSequenceNode")
@@ -155,15 +134,6 @@ def test_results_join_the_ct_browser(worker_run, tiny_phantom):
             three.SetDataNodeAtValue(scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode"), str(t))
         short.SetAndObserveMasterSequenceNodeID(three.GetID())
         import_run(worker_run.root, scene, browser=short)
-
-
-def _read_node(scene, class_name, storage_class, path):
-    node = scene.AddNewNodeByClass(class_name)
-    storage = storage_class()
-    scene.AddNode(storage)
-    storage.SetFileName(str(path))
-    assert storage.ReadData(node), path
-    return node
 
 
 @pytest.mark.slow
@@ -178,9 +148,9 @@ def test_inputs_exported_from_mrml_register_like_the_files(tiny_phantom, worker_
     for t in range(4):
         tiny_phantom.images[t].write(files / f"ct_{t}.nii.gz")
         tiny_phantom.labels[t].write(files / f"labels_{t}.nii.gz")
-        volume = _read_node(scene, "vtkMRMLScalarVolumeNode", slicer.vtkMRMLVolumeArchetypeStorageNode,
+        volume = read_node(scene, "vtkMRMLScalarVolumeNode", slicer.vtkMRMLVolumeArchetypeStorageNode,
                             files / f"ct_{t}.nii.gz")
-        labelmap = _read_node(scene, "vtkMRMLLabelMapVolumeNode", slicer.vtkMRMLVolumeArchetypeStorageNode,
+        labelmap = read_node(scene, "vtkMRMLLabelMapVolumeNode", slicer.vtkMRMLVolumeArchetypeStorageNode,
                               files / f"labels_{t}.nii.gz")
         segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
         assert slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(labelmap, segmentation)
@@ -190,7 +160,7 @@ def test_inputs_exported_from_mrml_register_like_the_files(tiny_phantom, worker_
         ct.SetDataNodeAtValue(volume, str(t))
         segmentations.SetDataNodeAtValue(segmentation, str(t))
     root = tiny_phantom.manifest_path.parent
-    landmarks = _read_node(scene, "vtkMRMLMarkupsFiducialNode", slicer.vtkMRMLMarkupsJsonStorageNode,
+    landmarks = read_node(scene, "vtkMRMLMarkupsFiducialNode", slicer.vtkMRMLMarkupsJsonStorageNode,
                            root / "landmarks_reference.mrk.json")
     exported = export_inputs(ct, tmp_path / "inputs", segmentations=segmentations, myocardium_segment="myocardium",
                              heart_segments=["blood pool", "rest of heart"], landmarks=landmarks, scene=scene)

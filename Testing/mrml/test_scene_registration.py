@@ -84,18 +84,15 @@ def test_files_load_as_sequences_like_slicer_reads_them(tiny_phantom, tmp_path):
 def test_scene_run_reports_progress_and_fills_the_ct_browser(tiny_phantom, tiny_run, tmp_path):
     """Exported from the scene and run in the background: progress rises to 1, every frame lands in sequences
     synchronised to the CT's browser, and the trajectories equal the command line's on the files."""
-    scene = new_scene()
-    loaded = _load(tiny_phantom, scene)
-    run = SceneRegistration(tmp_path / "run", scene=scene)
-    run.start(loaded.ct, segmentations=loaded.segmentations, myocardium_segment="LV myocardium",
-              heart_segments=["LV blood pool", "rest of heart"], landmarks=loaded.landmarks, settings=TINY_SETTINGS)
+    scene, loaded, run = _started_run(tiny_phantom, tmp_path, landmarks=True,
+                                      heart_segments=["LV blood pool", "rest of heart"], settings=TINY_SETTINGS)
     seen = []
     nodes = run.wait(timeout_s=600, interval_s=0.2, on_progress=lambda p: seen.append((p.fraction, p.frames_done)))
     assert run.progress.state == "finished" and run.progress.fraction == 1.0
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and any(0.0 < f < 1.0 for f in fractions)
     assert nodes.frames == [0, 1, 2, 3] and nodes.browser is loaded.browser
-    assert loaded.browser.IsSynchronizedSequenceNode(nodes.transforms.GetID())
+    assert loaded.browser.IsSynchronizedSequenceNode(nodes.moving_transforms.GetID())
     assert nodes.table.GetNumberOfRows() == 4
     ours = read_trajectories_csv(run.run.trajectories_csv)
     theirs = read_trajectories_csv(tiny_run.trajectories_csv)
@@ -107,27 +104,39 @@ def test_scene_run_reports_progress_and_fills_the_ct_browser(tiny_phantom, tiny_
         assert np.array_equal(written, tiny_phantom.images[t].array)
 
 
-@pytest.mark.slow
-def test_cancel_keeps_finished_frames_in_the_scene_and_resume_completes(tiny_phantom, tmp_path):
+def _started_run(phantom, tmp_path, landmarks: bool = False, **options):
+    """A new scene with the phantom loaded, and a run on it started with the LV myocardium segment, the landmarks
+    (when ``landmarks``) and ``options``: ``(scene, loaded nodes, run)``."""
     scene = new_scene()
-    loaded = _load(tiny_phantom, scene)
+    loaded = _load(phantom, scene)
     run = SceneRegistration(tmp_path / "run", scene=scene)
     run.start(loaded.ct, segmentations=loaded.segmentations, myocardium_segment="LV myocardium",
-              landmarks=loaded.landmarks, settings=TINY_SETTINGS)
-    deadline = time.monotonic() + 300
-    while run.poll().frames_done < 2:
+              landmarks=loaded.landmarks if landmarks else None, **options)
+    return scene, loaded, run
+
+
+def _poll_until_frames(run, frames: int, timeout_s: float = 300) -> None:
+    """Poll the running ``run`` until ``frames`` frames are finished (and imported)."""
+    deadline = time.monotonic() + timeout_s
+    while run.poll().frames_done < frames:
         assert run.running and time.monotonic() < deadline, run.worker.log_tail()
         time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_cancel_keeps_finished_frames_in_the_scene_and_resume_completes(tiny_phantom, tmp_path):
+    scene, loaded, run = _started_run(tiny_phantom, tmp_path, landmarks=True, settings=TINY_SETTINGS)
+    _poll_until_frames(run, 2)
     progress = run.cancel()
     assert progress.state == "cancelled" and not run.worker.tree_alive()
     kept = sorted(RunFolder(run.run.root).finished_records(4))
     assert 2 <= len(kept) < 4 and run.nodes.frames == kept
-    assert run.nodes.transforms.GetNumberOfDataNodes() == len(kept)
+    assert run.nodes.moving_transforms.GetNumberOfDataNodes() == len(kept)
     first_nodes = run.nodes
     run.resume()
     nodes = run.wait(timeout_s=600, interval_s=0.2)
     assert nodes is first_nodes and nodes.frames == [0, 1, 2, 3]
-    assert nodes.transforms.GetNumberOfDataNodes() == 4 and nodes.table.GetNumberOfRows() == 4
+    assert nodes.moving_transforms.GetNumberOfDataNodes() == 4 and nodes.table.GetNumberOfRows() == 4
 
 
 @pytest.mark.slow
@@ -147,3 +156,71 @@ def test_a_failed_run_raises_with_the_worker_log(tiny_phantom, tmp_path):
     with pytest.raises(ValueError, match="already holds a run|not empty"):
         SceneRegistration(tmp_path / "run", scene=scene).start(loaded.ct, segmentations=loaded.segmentations,
                                                                myocardium_segment="LV myocardium")
+
+
+@pytest.mark.slow
+def test_a_damaged_frame_fails_the_run_once_with_its_cause(tiny_phantom, tmp_path):
+    """An exception while importing (here a frame's label file damaged before the scene reads it) ends the run as
+    failed with the cause and the log tail; polling again neither raises nor repeats it (the widget's timer shows
+    one error)."""
+    scene, loaded, run = _started_run(tiny_phantom, tmp_path, settings=TINY_SETTINGS)
+    assert run.worker.wait(timeout=300) == 0  # finished, nothing imported yet
+    run.run.label_path(2).write_bytes(b"not a NIfTI file")
+    progress = run.poll()
+    assert progress.state == "failed" and not run.running
+    message = run.error_message()
+    assert "could not be imported" in message and "frame_002.nii.gz" in message
+    assert run.poll().state == "failed" and run.error_message() == message
+    with pytest.raises(RegistrationFailed, match="could not be imported"):
+        run.wait(timeout_s=5)
+
+
+@pytest.mark.slow
+def test_closing_the_scene_cancels_the_run_and_writes_no_node(tiny_phantom, tmp_path):
+    scene, loaded, run = _started_run(tiny_phantom, tmp_path,
+                                      settings=TINY_SETTINGS.with_changes(iterations=400, warm_start_iterations=400))
+    _poll_until_frames(run, 2)  # the reference frame and one registered frame are in the scene
+    scene.Clear(0)
+    assert not run.running and not run.worker.tree_alive() and run.detached
+    assert run.progress.state == "cancelled" and run.nodes is None
+    for _ in range(3):
+        run.poll()
+    assert scene.GetNumberOfNodesByClass("vtkMRMLSequenceNode") == 0
+    assert len(RunFolder(run.run.root).finished_records(4)) >= 2  # kept for a resume in the next scene
+    with pytest.raises(ValueError, match="scene of this run was closed"):
+        run.resume()
+
+
+class _EndsDuringTheImport:
+    """A worker stand-in whose process ends between the first liveness check and the end of the import (a race
+    that real processes hit only by chance): alive at the first look, then its final event appears."""
+
+    def __init__(self, run_dir):
+        self.looks = 0
+        self.run_dir = run_dir
+
+    @property
+    def running(self) -> bool:
+        self.looks += 1
+        return self.looks == 1
+
+    def poll(self) -> list[dict]:
+        if self.looks <= 1:
+            return [{"event": "frame_finished", "frame": 3, "done": 4, "frames": 4}]
+        return [{"event": "finished", "done": 4, "frames": 4}]
+
+    def outcome(self):
+        from INRCardiacRegistrationLib.core.vocabulary import RunState
+
+        return RunState.FINISHED
+
+
+@pytest.mark.slow
+def test_a_worker_that_ends_during_the_import_is_seen_as_finished_in_the_same_poll(tiny_run, tmp_path):
+    """Once ``running`` is False after a poll, the state is final: the widget's timer stops on it and shows the
+    results (it would otherwise stop with the run still 'running')."""
+    scene = new_scene()
+    run = SceneRegistration(tiny_run.root, scene=scene)
+    run.worker = _EndsDuringTheImport(tiny_run.root)
+    progress = run.poll()
+    assert not run.running and progress.state == "finished" and run.nodes.frames == [0, 1, 2, 3]

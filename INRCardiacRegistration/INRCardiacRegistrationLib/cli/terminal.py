@@ -41,11 +41,14 @@ class TerminalProgress(TerminalBar):
         self.offset = 0
 
     def __call__(self, event: dict) -> None:
+        kind = event["event"]
+        if kind == "warning":  # shown even when quiet
+            (self.bar.write if self.bar is not None else print)(f"warning: {event['text']}", file=sys.stderr)
+            return
         if self.quiet:
             return
         from tqdm import tqdm
 
-        kind = event["event"]
         if kind == "started":
             self.bar = tqdm(total=event["iterations_total"], unit="it", dynamic_ncols=True, file=sys.stderr,
                             desc=f"{len(event['todo'])} frames")

@@ -120,11 +120,15 @@ class Geometry:
                 b[axis] = 0.0
         return a, b
 
-    def subgrid(self, low_ijk: np.ndarray, high_ijk: np.ndarray) -> Geometry:
-        """The part of this grid between integer indices ``low_ijk`` and ``high_ijk`` (inclusive, (i, j, k),
-        clipped to the grid): same spacing and direction, its voxels are this grid's voxels."""
-        low = np.clip(np.floor(np.asarray(low_ijk, dtype=np.float64)), 0, np.asarray(self.size) - 1).astype(int)
-        high = np.clip(np.ceil(np.asarray(high_ijk, dtype=np.float64)), 0, np.asarray(self.size) - 1).astype(int)
+    def subgrid(self, low_ijk: np.ndarray, high_ijk: np.ndarray, clip: bool = True) -> Geometry:
+        """The box of this grid's lattice between indices ``low_ijk`` (rounded down) and ``high_ijk`` (rounded up),
+        inclusive, (i, j, k): same spacing and direction, its voxels are nodes of this lattice. ``clip``: cut the
+        box to this grid (else it may reach beyond it)."""
+        low = np.floor(np.asarray(low_ijk, dtype=np.float64))
+        high = np.ceil(np.asarray(high_ijk, dtype=np.float64))
+        if clip:
+            low, high = (np.clip(index, 0, np.asarray(self.size) - 1) for index in (low, high))
+        low, high = low.astype(int), high.astype(int)
         if np.any(high < low):
             raise InputError(f"subgrid: empty index box {low.tolist()} .. {high.tolist()}")
         return Geometry(tuple(high - low + 1), self.spacing, tuple(self.index_to_physical(low)), self.direction)

@@ -15,7 +15,8 @@ frame's checkpoint and, in sequential mode, replays the finished steps) ends wit
 uninterrupted one on the same device.
 
 Per frame the run folder (:mod:`run_folder`) receives the transform (ITK displacement field on the field grid:
-the reference grid cropped to the sampling mask and landmarks plus a margin, or the whole reference grid),
+the reference grid cropped to the sampling mask and landmarks plus a margin, or the whole reference grid, and
+tapered to zero at its edge so that ITK and Slicer agree everywhere: :mod:`field_region`),
 the reference myocardium propagated into frame t (through the written field's inverse), the checkpoint,
 the landmark positions (the written field applied to the reference landmarks, so that SimpleITK or Slicer
 applying the transform file reproduces them) and finally the frame's record with its metrics.
@@ -46,9 +47,10 @@ from ..engine.registration_result import PairRegistration
 from ..fileio.displacement_field import write_displacement_field
 from ..fileio.landmarks import Landmarks, Trajectories, read_markups_json, write_markups_json, write_trajectories_csv
 from .eta import EtaClock
+from .field_region import field_region
 from .frame_metrics import frame_record
 from .inputs import CycleInputs
-from .request import CycleConfig, RunRequest
+from .request import CycleConfig, RunRequest, option_name
 from .run_folder import FrameRecord, RunFolder
 from .run_session import RunSession
 
@@ -72,16 +74,14 @@ def processing_order(frame_count: int, reference_frame: int) -> list[int]:
     return [(reference_frame + k) % frame_count for k in range(1, frame_count)]
 
 
-def field_grid(inputs: CycleInputs, mask: Volume, config: CycleConfig) -> Geometry:
-    """The grid the transforms are written on (see :class:`CycleConfig` ``field_region``)."""
-    grid = inputs.reference.geometry
-    if config.field_region == "full":
-        return grid
-    ijk = np.argwhere(np.asarray(mask.array) > 0)[:, ::-1].astype(np.float64)
-    if inputs.landmarks is not None:
-        ijk = np.concatenate([ijk, grid.physical_to_index(inputs.landmarks.points_lps)])
-    margin = np.ceil(config.field_margin_mm / np.asarray(grid.spacing))
-    return grid.subgrid(ijk.min(axis=0) - margin, ijk.max(axis=0) + margin)
+def cycle_sampling_mask(inputs: CycleInputs, config: CycleConfig) -> Volume:
+    """Where every pair of the run samples (reference grid): the reference heart mask, else the reference
+    myocardium grown by the configured margin."""
+    registration = config.registration
+    return sampling_mask(heart=inputs.heart,
+                         myocardium=None if inputs.heart is not None else inputs.myocardium[inputs.reference_frame],
+                         dilation_voxels=registration.mask_dilation_voxels,
+                         myocardium_margin_mm=registration.myocardium_margin_mm)
 
 
 def _versions() -> dict:
@@ -111,13 +111,14 @@ class _CycleRun:
         self.run = session.run
         self.reference = inputs.reference_frame
         self.order = processing_order(inputs.frame_count, self.reference)
-        registration = self.config.registration
-        heart = inputs.heart
-        self.mask = sampling_mask(heart=heart, myocardium=None if heart is not None else
-                                  inputs.myocardium[self.reference], dilation_voxels=registration.mask_dilation_voxels,
-                                  myocardium_margin_mm=registration.myocardium_margin_mm)
-        self.coordinates = NormalizedCoordinates.around_mask(self.mask, registration.coordinate_margin)
-        self.grid = field_grid(inputs, self.mask, self.config)
+        self.mask = cycle_sampling_mask(inputs, self.config)
+        self.coordinates = NormalizedCoordinates.around_mask(self.mask, self.config.registration.coordinate_margin)
+        stored = session.run.read_run_info().get("field_geometry") if session.run.exists() else None
+        self.region = field_region(inputs.reference.geometry, self.mask,
+                                   None if inputs.landmarks is None else inputs.landmarks.points_lps,
+                                   region=self.config.field_region, margin_mm=self.config.field_margin_mm,
+                                   grid=None if stored is None else Geometry.from_dict(stored))
+        self.grid = self.region.grid
         self.nodes = self.grid.voxel_centres_physical().reshape(-1, 3)
         # the sampling-mask voxels as indices into the field grid's nodes (the field grid contains them all)
         mask_ijk = np.argwhere(np.asarray(self.mask.array) > 0)[:, ::-1]
@@ -125,7 +126,7 @@ class _CycleRun:
         local = mask_ijk - low
         size = np.asarray(self.grid.size)
         self.mask_nodes = local[:, 0] + size[0] * (local[:, 1] + size[1] * local[:, 2])
-        self.device = resolve_device(registration.device)
+        self.device = resolve_device(self.config.registration.device)
         self.tracking = _Tracking()
         self.clock = EtaClock()
         self.last_finished: int | None = None
@@ -163,11 +164,12 @@ class _CycleRun:
                     seconds: float) -> tuple[FrameRecord, SampledDisplacementMap]:
         """Write every file of ``frame`` and, last, its record. ``displacement``: u at the field-grid nodes.
 
-        Landmarks and the propagated label are derived from the written field itself (trilinear between its
-        nodes, as ITK and Slicer apply it), so every output agrees with the transform file."""
+        The field is tapered to zero at its grid's edge (:mod:`.field_region`; unchanged on the sampling mask and
+        the landmarks). Landmarks and the propagated label are derived from the written field itself (trilinear
+        between its nodes, as ITK and Slicer apply it), so every output agrees with the transform file."""
         run, inputs = self.run, self.inputs
         frame_grid = inputs.frames[frame].geometry
-        u = displacement.reshape(*self.grid.array_shape, 3)
+        u = self.region.taper(displacement.reshape(*self.grid.array_shape, 3))
         files = {"transform": write_displacement_field(run.transform_path(frame), u, self.grid)}
         field_map = SampledDisplacementMap(u, self.grid)
         reference_myocardium = inputs.myocardium[self.reference]
@@ -192,6 +194,13 @@ class _CycleRun:
             record.iterations = len(result.loss_history)
             record.alpha_used = result.alpha_used
         record.seconds = seconds
+        record.margin_folds = self.region.margin_folds(u)
+        if record.margin_folds:
+            self.session.emit("warning", frame=frame, text=(
+                f"frame {frame}: the written field folds at {record.margin_folds} nodes of its margin (the "
+                f"displacement there exceeds the {self.config.field_margin_mm:g} mm over which it falls to zero); "
+                f"the motion of the heart is unaffected, content placed there in Slicer may fold: raise "
+                f"{option_name('field_margin_mm')}"))
         run.write_frame_record(record)
         return record, field_map
 
@@ -259,8 +268,8 @@ class _CycleRun:
         result = PairRegistration.load(self.run.checkpoint_path(frame), self.device)
         displacement, _ = self.advance(frame, result)
         if self.config.mode == "sequential" and frame == self.last_finished:
-            self.carry_mask(frame, SampledDisplacementMap(displacement.reshape(*self.grid.array_shape, 3),
-                                                          self.grid))
+            tapered = self.region.taper(displacement.reshape(*self.grid.array_shape, 3))  # as written
+            self.carry_mask(frame, SampledDisplacementMap(tapered, self.grid))
 
     # --- the cycle -------------------------------------------------------------------------------------
     def execute(self, records: dict[int, FrameRecord]) -> CycleResult:

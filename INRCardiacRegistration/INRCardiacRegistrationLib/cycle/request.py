@@ -28,6 +28,9 @@ from ..engine.config import PRESETS, RegistrationConfig, field_help, field_names
 
 MODES = ("non-sequential", "sequential")
 FIELD_REGIONS = ("heart", "full")
+# The margin of the heart field region, over which each written field falls to zero (cycle/field_region.py): the
+# linear ramp cannot fold while the displacement there stays below its width, and the LV base moves 10-15 mm.
+FIELD_MARGIN_MM = 20.0
 WORKER_MODULE = "INRCardiacRegistrationLib.cli"
 """``python -m WORKER_MODULE register ...`` runs the worker."""
 
@@ -111,8 +114,9 @@ class CycleConfig:
     ``mode``: ``non-sequential`` (reference -> t for every t, the paper) or ``sequential`` (t-1 -> t, composed).
     ``field_region``: ``"heart"`` writes each transform on the reference grid cropped to the sampling mask and
     the landmarks plus ``field_margin_mm`` (a network is meaningless far outside where it was trained, and
-    full-resolution fields of the whole scan are huge); ``"full"`` uses the whole reference grid. Beyond half a
-    voxel outside its grid, ITK (and Slicer) apply a displacement field as the identity. ``preset``: the preset
+    full-resolution fields of the whole scan are huge); ``"full"`` uses the whole reference grid. Either way the
+    written field falls smoothly to zero at its grid's edge (over the margin), so that ITK, SimpleITK and Slicer
+    all apply it as the identity outside it (:mod:`.field_region`). ``preset``: the preset
     ``registration`` was built from (a name: the settings themselves are what counts).
     """
 
@@ -120,7 +124,7 @@ class CycleConfig:
     mode: str = "non-sequential"
     reference_frame: int = 0
     field_region: str = "heart"
-    field_margin_mm: float = 10.0
+    field_margin_mm: float = FIELD_MARGIN_MM
     preset: str = "paper"
 
     def __post_init__(self) -> None:
@@ -141,7 +145,8 @@ class CycleConfig:
 
     @classmethod
     def from_preset(cls, name: str = "paper", *, mode: str = "non-sequential", reference_frame: int = 0,
-                    field_region: str = "heart", field_margin_mm: float = 10.0, **overrides) -> CycleConfig:
+                    field_region: str = "heart", field_margin_mm: float = FIELD_MARGIN_MM,
+                    **overrides) -> CycleConfig:
         """The preset ``name`` with ``overrides`` (any :class:`RegistrationConfig` field) and the cycle settings."""
         return cls(preset(name, **overrides), mode=mode, reference_frame=reference_frame, field_region=field_region,
                    field_margin_mm=field_margin_mm, preset=name)
@@ -386,7 +391,8 @@ def add_request_arguments(parser: argparse.ArgumentParser, image: bool = True) -
                        help="grid of the written transforms: the reference grid cropped to the sampling mask and "
                             "landmarks plus --field-margin-mm (default), or the whole reference grid")
     cycle.add_argument("--field-margin-mm", type=float, default=None, metavar="MM",
-                       help="margin of the 'heart' field region (default 10)")
+                       help="margin (mm) around the heart field region, over which each written field falls to "
+                            f"zero (default {FIELD_MARGIN_MM:g})")
     add_config_arguments(parser)
 
 

@@ -69,6 +69,7 @@ class FrameRecord:
     iterations: int = 0
     alpha_used: float = math.nan
     pair: str = ""
+    margin_folds: int = 0  # nodes of the field's margin where the tapered field folds (cycle/field_region.py)
     files: dict[str, str] = field(default_factory=dict)
     landmark_errors_mm: list[float] = field(default_factory=list)
 

@@ -98,6 +98,7 @@ class RunProgress:
     iterations_total: int = 0
     iterations_done: dict[int, int] = field(default_factory=dict)
     iterations_of: dict[int, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # the worker's warnings, in order
 
     def update(self, event: dict) -> None:
         kind = event.get("event")
@@ -117,6 +118,8 @@ class RunProgress:
             self.iterations_done[frame] = self.iterations_of.get(frame, self.iterations_done.get(frame, 0))
             self.frames_done = int(event.get("done") or self.frames_done + 1)
             self.eta_s = event.get("eta_s")
+        elif kind == "warning":
+            self.warnings.append(str(event.get("text") or ""))
         elif kind in FINAL_EVENTS:
             self.state = RunState(kind)
             self.error = event.get("error") or ""
@@ -137,6 +140,34 @@ class RunProgress:
         return f"{self.state}: {done}" + (f" ({self.error})" if self.error else "")
 
 
+# Windows process-creation flags (winbase.h), spelled out so that the POSIX code paths can be tested too
+CREATE_NEW_PROCESS_GROUP = 0x00000200
+CREATE_NO_WINDOW = 0x08000000
+
+
+def process_group_options(platform: str = sys.platform) -> dict:
+    """``subprocess.Popen`` options that put the worker in a process tree of its own, which :meth:`WorkerProcess.cancel`
+    stops as a whole: a new session (POSIX), or a new process group with no console window (Windows: started from
+    the Slicer GUI, a console window would pop up and closing it would kill the run)."""
+    if platform == "win32":
+        return {"creationflags": CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW}
+    return {"start_new_session": True}
+
+
+def stop_windows_tree(process: subprocess.Popen, force: bool) -> None:
+    """Windows: ask the worker's process group to stop (CTRL_BREAK, which Python turns into KeyboardInterrupt), or
+    end its whole tree with ``taskkill /T /F``: when ``force``, and when no console control event can be sent
+    (a GUI process such as Slicer has no console, and a worker started with CREATE_NO_WINDOW has none either).
+    PythonSlicer is a launcher that waits for the real interpreter, so the tree is whole while it runs."""
+    if not force:
+        try:
+            process.send_signal(signal.CTRL_BREAK_EVENT)
+            return
+        except (OSError, ValueError, AttributeError):  # no console to send to, or not on Windows
+            pass
+    subprocess.run(["taskkill", "/PID", str(process.pid), "/T", "/F"], capture_output=True, check=False)
+
+
 class WorkerProcess:
     """One worker process writing into ``run_dir`` (start, poll events, cancel, outcome, log tail)."""
 
@@ -154,11 +185,9 @@ class WorkerProcess:
             raise RuntimeError("the worker was already started")
         self.run.root.mkdir(parents=True, exist_ok=True)
         self.reader.offset = self.run.progress_path.stat().st_size if self.run.progress_path.exists() else 0
-        group = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if sys.platform == "win32"
-                 else {"start_new_session": True})
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env=self.env, **group)
+                                            stdin=subprocess.DEVNULL, env=self.env, **process_group_options())
         return self
 
     # --- state -----------------------------------------------------------------------------------------
@@ -241,11 +270,7 @@ class WorkerProcess:
         if self.process is None:
             return
         if sys.platform == "win32":
-            if sig == "kill":
-                subprocess.run(["taskkill", "/PID", str(self.process.pid), "/T", "/F"], capture_output=True,
-                               check=False)
-            else:
-                self.process.send_signal(signal.CTRL_BREAK_EVENT)
+            stop_windows_tree(self.process, force=sig == "kill")
             return
         try:
             os.killpg(self.process.pid, signal.SIGKILL if sig == "kill" else sig)

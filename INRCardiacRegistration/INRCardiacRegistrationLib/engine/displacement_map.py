@@ -143,8 +143,8 @@ class DisplacementMap:
 
 class SampledDisplacementMap(DisplacementMap):
     """phi given by a displacement field sampled on a grid: trilinear between voxel centres, as ITK applies an
-    exported displacement-field file. Outside the grid the border value is repeated here, while ITK and Slicer
-    use the identity beyond half a voxel outside; the two agree everywhere inside the grid.
+    exported displacement-field file. Outside the grid the border value is repeated here (as VTK and Slicer do),
+    while ITK uses the identity; the fields a run writes are zero on their border, so all of them agree.
 
     ``displacement_mm``: (k, j, i, 3) LPS mm on ``grid`` (the reference frame's field grid).
     """

@@ -5,10 +5,14 @@ Slicer and on the PyPI ``slicer-core`` wheel alike.
 
 :func:`import_run` creates, for the finished frames of a run folder (:mod:`..cycle.run_folder`):
 
-- a transform sequence: per frame a grid transform read from ``transforms/frame_NNN.h5`` by Slicer's own
-  transform storage node, i.e. phi (reference -> frame t) stored as *FromParent* on the reference grid. Frame t
-  placed under it is resampled into the reference frame exactly; the reference landmarks or segmentation go to
-  frame t under the *inverted* node (ToParent = phi);
+- the transform sequence that **moves reference-frame content to each frame**: per frame a grid transform whose
+  *ToParent* is phi (reference -> frame t), read from ``transforms/frame_NNN.h5`` by Slicer's own transform
+  storage node and inverted (the storage node stores an ITK displacement field as *FromParent*). A segmentation,
+  markups or model of the reference frame placed under its proxy node (:func:`move_with_motion`) moves with the
+  heart as the browser plays; hardened under frame t's node it lands where the worker's outputs say;
+- optionally (``stabilising=True``) the sequence that **stabilises each frame onto the reference**: the same
+  grids as read (*FromParent* = phi), so frame t placed under it is resampled into the reference frame exactly as
+  ``sitk.Resample(frame_t, reference, transform)`` does;
 - a segmentation sequence: the reference myocardium propagated to each frame (``labels/frame_NNN.nii.gz``);
 - a markups sequence (``landmarks/frame_NNN.mrk.json``) and one curve per landmark along its trajectory;
 - a table of ``metrics.csv`` (plus the phase in % of the cycle) and plot charts of Dice, HD95 and TRE per phase;
@@ -18,9 +22,12 @@ Slicer and on the PyPI ``slicer-core`` wheel alike.
 segmentations (LV myocardium = 1, other heart segments = 2) and the reference landmarks, each with Slicer's own
 storage nodes (files in LPS, as ITK expects), and returns them as a run request's input files.
 
+Both transform sequences interpolate their grids linearly, as ITK does (Slicer reads grids as cubic, and a saved
+scene does not keep the mode: :func:`restore_linear_interpolation` sets it again after a scene is loaded).
 Sequence index values are the CT sequence's index values of the frames when a CT browser is given, else the
-frame numbers. Called again with the returned :class:`RunNodes`, it adds the frames finished since (a run still
-in progress) and refreshes the table, charts and curves. Points in MRML are RAS; the run folder is LPS.
+frame numbers. Called again with the returned :class:`RunNodes`, :func:`import_run` adds the frames finished
+since (a run still in progress) and refreshes the table, charts and curves.
+Points in MRML are RAS; the run folder is LPS.
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ class RunNodes:
 
     run_dir: Path
     browser: object
-    transforms: object
+    moving_transforms: object  # ToParent = phi: moves reference-frame content to each frame
     segmentations: object
     landmarks: object | None
     table: object
@@ -54,6 +61,7 @@ class RunNodes:
     curves: list = field(default_factory=list)
     frames: list[int] = field(default_factory=list)
     index_values: list[str] = field(default_factory=list)  # sequence index value of each frame
+    stabilising_transforms: object | None = None  # FromParent = phi: stabilises each frame onto the reference
 
 
 def scene_or_default(scene):
@@ -112,14 +120,78 @@ def import_segment(segmentation, labelmap, segment_name: str, source: str) -> No
     segmentation.GetSegmentation().GetNthSegment(before).SetName(segment_name)
 
 
-def _add_frame(scene, nodes: RunNodes, run: RunFolder, frame: int, value: str) -> None:
-    transform = scene.AddNewNodeByClass("vtkMRMLGridTransformNode", f"phi frame {frame}")
+# --- grid transforms ---------------------------------------------------------------------------------------
+MOVING_NAME = "moves reference to frame"
+STABILISING_NAME = "stabilises frame onto reference"
+LINEAR_GRIDS_ATTRIBUTE = "INRCardiacRegistration.GridInterpolation"  # on result sequences: "linear"
+
+
+def _set_linear(transform_node) -> bool:
+    """Linear interpolation for the stored grid(s) of ``transform_node``; False when it holds no grid."""
+    found = False
+    for stored in (transform_node.GetTransformToParent(), transform_node.GetTransformFromParent()):
+        if stored is not None and stored.IsA("vtkGridTransform") and not stored.GetInverseFlag():
+            stored.SetInterpolationModeToLinear()
+            found = True
+    return found
+
+
+def restore_linear_interpolation(scene=None) -> int:
+    """Set linear grid interpolation again on the transforms of this Lib's result sequences (marked with
+    :data:`LINEAR_GRIDS_ATTRIBUTE`) and on their browsers' proxy nodes. Slicer stores no interpolation mode in
+    ``.h5`` files and reads every grid as cubic; the module calls this after each scene import. Returns the
+    number of transform nodes set."""
+    scene = scene_or_default(scene)
+    marked = []
+    for n in range(scene.GetNumberOfNodesByClass("vtkMRMLSequenceNode")):
+        sequence = scene.GetNthNodeByClass(n, "vtkMRMLSequenceNode")
+        if sequence.GetAttribute(LINEAR_GRIDS_ATTRIBUTE) == "linear":
+            marked.append(sequence)
+    count = 0
+    for sequence in marked:
+        for item in range(sequence.GetNumberOfDataNodes()):
+            count += _set_linear(sequence.GetNthDataNode(item))
+    for n in range(scene.GetNumberOfNodesByClass("vtkMRMLSequenceBrowserNode")):
+        browser = scene.GetNthNodeByClass(n, "vtkMRMLSequenceBrowserNode")
+        for sequence in marked:
+            proxy = browser.GetProxyNode(sequence) if browser.IsSynchronizedSequenceNode(sequence.GetID(), True) \
+                else None
+            if proxy is not None and proxy.IsA("vtkMRMLTransformNode"):
+                count += _set_linear(proxy)
+    return count
+
+
+def _add_transforms(scene, nodes: RunNodes, run: RunFolder, frame: int, value: str) -> None:
+    transform = scene.AddNewNodeByClass("vtkMRMLGridTransformNode", f"frame {frame}")
     _storage_io(scene, transform, slicer.vtkMRMLTransformStorageNode, run.transform_path(frame))
     # Slicer reads grids with cubic interpolation; the worker, ITK and SimpleITK interpolate the field linearly
     # (cubic moved the tiny phantom's landmarks up to 0.08 mm away from the worker's trajectories, linear 2e-5 mm)
-    transform.GetTransformFromParent().SetInterpolationModeToLinear()
-    nodes.transforms.SetDataNodeAtValue(transform, value)
+    _set_linear(transform)
+    if nodes.stabilising_transforms is not None:
+        nodes.stabilising_transforms.SetDataNodeAtValue(transform, value)  # as read: FromParent = phi
+    transform.Inverse()  # ToParent = phi, the same grid (exact, no numerical inversion)
+    nodes.moving_transforms.SetDataNodeAtValue(transform, value)
     scene.RemoveNode(transform)
+
+
+def move_with_motion(node, nodes: RunNodes) -> None:
+    """Put ``node`` (a segmentation, markups, model or volume on the *reference* frame) under the moving
+    transform's proxy node, so that it follows the heart as the result browser plays; harden the transform to
+    keep one frame's shape. Replaces the node's parent transform."""
+    if node is None or not node.IsA("vtkMRMLTransformableNode"):
+        raise InputError("choose a segmentation, markups, model or volume to move with the motion")
+    browser = nodes.browser
+    proxy = browser.GetProxyNode(nodes.moving_transforms)
+    if proxy is None:
+        sequences_logic().UpdateProxyNodesFromSequences(browser)
+        proxy = browser.GetProxyNode(nodes.moving_transforms)
+    if proxy is None:
+        raise InputError("the result browser has no moving transform yet: wait for the first finished frame")
+    node.SetAndObserveTransformNodeID(proxy.GetID())
+
+
+def _add_frame(scene, nodes: RunNodes, run: RunFolder, frame: int, value: str) -> None:
+    _add_transforms(scene, nodes, run, frame, value)
 
     labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", f"myocardium frame {frame}")
     _storage_io(scene, labelmap, slicer.vtkMRMLVolumeArchetypeStorageNode, run.label_path(frame))
@@ -187,12 +259,13 @@ def _update_curves(scene, nodes: RunNodes, run: RunFolder) -> None:
 
 
 def import_run(run_dir: str | Path, scene=None, browser=None, nodes: RunNodes | None = None,
-               name: str | None = None) -> RunNodes:
+               name: str | None = None, stabilising: bool = False) -> RunNodes:
     """Import (or, with ``nodes``, update) the finished frames of the run folder ``run_dir`` as MRML nodes.
 
     ``browser``: the CT's sequence browser, to synchronise the results with (its master sequence must have one
     item per frame); without it a new browser is made. ``name`` prefixes the node names (default: the run
-    folder's name). Returns the nodes; :attr:`RunNodes.frames` lists the frames imported so far.
+    folder's name). ``stabilising``: also make the sequence that stabilises each frame onto the reference (a
+    second copy of every grid). Returns the nodes; :attr:`RunNodes.frames` lists the frames imported so far.
     """
     scene = scene_or_default(scene)
     run = RunFolder(run_dir)
@@ -202,20 +275,27 @@ def import_run(run_dir: str | Path, scene=None, browser=None, nodes: RunNodes | 
     if nodes is None:
         values, index_name, index_unit, numeric = _index_values(browser, frames)
         has_landmarks = info.get("inputs", {}).get("landmarks") is not None
+        def make(what: str):
+            return new_sequence(scene, f"{prefix} {what}", index_name, index_unit, numeric)
+
         nodes = RunNodes(
             run_dir=run.root,
             browser=browser,
-            transforms=new_sequence(scene, f"{prefix} transforms", index_name, index_unit, numeric),
-            segmentations=new_sequence(scene, f"{prefix} myocardium", index_name, index_unit, numeric),
-            landmarks=(new_sequence(scene, f"{prefix} landmarks", index_name, index_unit, numeric)
-                       if has_landmarks else None),
+            moving_transforms=make(MOVING_NAME),
+            segmentations=make("myocardium"),
+            landmarks=make("landmarks") if has_landmarks else None,
             table=scene.AddNewNodeByClass("vtkMRMLTableNode", f"{prefix} metrics"),
             index_values=values,
+            stabilising_transforms=make(STABILISING_NAME) if stabilising else None,
         )
+        for grids in (nodes.moving_transforms, nodes.stabilising_transforms):
+            if grids is not None:
+                grids.SetAttribute(LINEAR_GRIDS_ATTRIBUTE, "linear")
         if nodes.browser is None:
             nodes.browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", f"{prefix} browser")
-            nodes.browser.SetAndObserveMasterSequenceNodeID(nodes.transforms.GetID())
-        for sequence in (nodes.transforms, nodes.segmentations, nodes.landmarks):
+            nodes.browser.SetAndObserveMasterSequenceNodeID(nodes.moving_transforms.GetID())
+        for sequence in (nodes.moving_transforms, nodes.stabilising_transforms, nodes.segmentations,
+                         nodes.landmarks):
             if sequence is not None and sequence is not nodes.browser.GetMasterSequenceNode():
                 nodes.browser.AddSynchronizedSequenceNodeID(sequence.GetID())
     for frame in sorted(run.finished_records(frames)):
@@ -349,6 +429,36 @@ def _annotated_trajectories(annotated, frames: int) -> Trajectories:
     frame_list = sorted(points)
     return Trajectories(tuple(frame_list), tuple(common),
                         np.array([[points[t][label] for label in common] for t in frame_list]))
+
+
+# --- the scene's views ------------------------------------------------------------------------------------
+VIEW_ORDER = ("Red", "Yellow", "Green")
+
+
+def shown_sequence(scene=None):
+    """The sequence whose proxy volume is the background of a slice view, or None: views shown in the current
+    layout first (Red, Yellow, Green, then others), then hidden ones. MRML only, so layouts without a Red view
+    (or without any slice view) are fine."""
+    scene = scene_or_default(scene)
+    mapped = {}
+    for n in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceNode")):
+        slice_node = scene.GetNthNodeByClass(n, "vtkMRMLSliceNode")
+        mapped[slice_node.GetLayoutName()] = bool(slice_node.IsMappedInLayout())
+    composites = [scene.GetNthNodeByClass(n, "vtkMRMLSliceCompositeNode")
+                  for n in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode"))]
+
+    def preference(composite) -> tuple:
+        name = composite.GetLayoutName() or ""
+        return (not mapped.get(name, False), VIEW_ORDER.index(name) if name in VIEW_ORDER else len(VIEW_ORDER), name)
+
+    for composite in sorted(composites, key=preference):
+        volume = scene.GetNodeByID(composite.GetBackgroundVolumeID() or "")
+        if volume is None:
+            continue
+        browser = sequences_logic().GetFirstBrowserNodeForProxyNode(volume)
+        if browser is not None:
+            return browser.GetSequenceNode(volume)
+    return None
 
 
 # --- loading files as a scene ---------------------------------------------------------------------------

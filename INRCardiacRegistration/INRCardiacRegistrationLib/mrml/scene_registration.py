@@ -7,6 +7,9 @@ Slicer, so the GUI never blocks and a crash cannot take Slicer down), its ``prog
 :class:`~..cycle.worker_process.RunProgress`, and every frame the worker finishes is imported into the scene at once
 (:func:`.bridge.import_run`): the transform, segmentation and landmark sequences grow while the run goes on.
 Cancel keeps the finished frames (in the run folder and in the scene); :meth:`SceneRegistration.resume` continues.
+Closing the scene during a run cancels the worker and detaches the run from the scene, so that no node of the
+closed scene is written to. An import that fails (a damaged frame file) ends the run once, as failed, with the
+cause in :meth:`SceneRegistration.error_message`: polling again does not repeat it.
 
 It imports ``slicer`` only through :mod:`.bridge`, so the tests drive it on the ``slicer-core`` wheel with
 the real worker.
@@ -23,7 +26,7 @@ from ..core.vocabulary import FINAL_EVENTS, InputError, RunState
 from ..cycle.request import CycleConfig, RunRequest, WorkerOptions, worker_command
 from ..cycle.run_folder import RunFolder
 from ..cycle.worker_process import RunProgress, WorkerProcess, worker_environment
-from .bridge import RunNodes, browser_for_sequence, export_inputs, import_run
+from .bridge import RunNodes, browser_for_sequence, export_inputs, import_run, scene_or_default
 
 
 class RegistrationFailed(RuntimeError):
@@ -39,12 +42,18 @@ class SceneRegistration:
         python: the interpreter that runs the worker (default ``sys.executable``; ``PythonSlicer`` in Slicer).
         env: the worker's base environment (default ``os.environ``; in Slicer its startup environment).
         name: prefix of the result node names (default: the run folder's name).
+        stabilising: also import the transform sequence that stabilises each frame onto the reference (the one
+            that moves reference-frame content to each frame is always imported).
     """
 
     def __init__(self, run_dir: str | Path, *, scene=None, python: str | Path | None = None,
-                 env: dict[str, str] | None = None, name: str | None = None) -> None:
+                 env: dict[str, str] | None = None, name: str | None = None, stabilising: bool = False) -> None:
         self.run = RunFolder(run_dir)
-        self.scene = scene
+        self.scene = scene_or_default(scene)
+        self.stabilising = stabilising
+        self.detached = False  # the scene was closed: nothing more is imported
+        self.import_error = ""  # why importing the results failed (the run then ended as failed)
+        self._close_observer = None
         self.python = str(python or sys.executable)
         self.env = env
         self.name = name
@@ -97,9 +106,31 @@ class SceneRegistration:
     def _launch(self, argv: list[str]) -> SceneRegistration:
         if self.worker is not None and self.worker.running:
             raise RuntimeError("the worker is still running")
+        if self.detached:
+            raise InputError("the scene of this run was closed: import the run folder into the new scene")
         self.progress = RunProgress()
+        self.import_error = ""
         self.worker = WorkerProcess(argv, self.run.root, env=worker_environment(self.env)).start()
+        if self._close_observer is None:
+            self._close_observer = self.scene.AddObserver(self.scene.StartCloseEvent, self._on_scene_close)
         return self
+
+    def _on_scene_close(self, caller=None, event=None) -> None:
+        self.detach()
+
+    def detach(self) -> None:
+        """Forget the scene (it is being closed): cancel the worker (finished frames stay in the run folder, where
+        :meth:`resume` or an import into another scene finds them) and never touch the old nodes again."""
+        self.detached = True
+        if self._close_observer is not None:
+            self.scene.RemoveObserver(self._close_observer)
+            self._close_observer = None
+        if self.running:
+            self.worker.cancel()
+            self.worker.poll()
+            self.progress.state = self.worker.outcome()
+        self.nodes = None
+        self.browser = None
 
     # --- following -----------------------------------------------------------------------------------------
     @property
@@ -108,24 +139,36 @@ class SceneRegistration:
 
     def poll(self) -> RunProgress:
         """Read the new progress events, import newly finished frames into the scene, and return the progress.
-        Once the worker has ended, ``progress.state`` is its outcome."""
-        if self.worker is None:
+        Once :attr:`running` is False after a poll, ``progress.state`` is the worker's outcome (final)."""
+        if self.worker is None or self.import_error:
             return self.progress
         alive = self.worker.running  # read before the events, so that no event after the exit is missed
         events = self.worker.poll()
         for event in events:
             self.progress.update(event)
-        if any(event.get("event") in ("frame_finished", *FINAL_EVENTS) for event in events) or not alive:
-            self.import_results()
+        if (any(event.get("event") in ("frame_finished", *FINAL_EVENTS) for event in events) or not alive) \
+                and not self.detached:
+            try:
+                self.import_results()
+            except Exception as error:  # noqa: BLE001 - any failure ends the run once, with its cause
+                self.import_error = f"{type(error).__name__}: {error}"
+                if self.worker.running:
+                    self.worker.cancel()
+                self.progress.state = RunState.FAILED
+                self.progress.error = self.import_error
+                return self.progress
         if not alive:
             self.progress.state = self.worker.outcome()
+        elif not self.worker.running:  # it ended while its events were read or frames imported: read the rest
+            return self.poll()
         return self.progress
 
     def import_results(self) -> RunNodes | None:
-        """Import the frames finished so far (nothing before the worker has written ``run.json``)."""
-        if self.run.exists():
+        """Import the frames finished so far (nothing before the worker has written ``run.json``, nothing once the
+        scene was closed)."""
+        if self.run.exists() and not self.detached:
             self.nodes = import_run(self.run.root, self.scene, browser=self.browser, nodes=self.nodes,
-                                    name=self.name)
+                                    name=self.name, stabilising=self.stabilising)
         return self.nodes
 
     def wait(self, timeout_s: float | None = None, interval_s: float = 0.5,
@@ -161,6 +204,8 @@ class SceneRegistration:
             return ""
         head = {RunState.BAD_INPUT: "The registration did not start: the inputs were rejected.",
                 RunState.FAILED: "The registration failed."}[self.progress.state]
+        if self.import_error:
+            head = f"The results could not be imported into the scene ({self.import_error}); the run was stopped."
         tail = "\n".join(self.worker.log_tail(lines))
         return f"{head} Frames finished before are kept in {self.run.root}.\nLast lines of {self.run.log_path}:\n{tail}"
 

@@ -1,0 +1,115 @@
+"""The grid a run's transforms are written on, and the taper that gives each written field an honest edge.
+
+Beyond its grid, ITK and SimpleITK apply a displacement field as the identity (zero displacement), while VTK's
+grid transform, which Slicer uses, repeats the displacement of the grid's outermost nodes. The two agree only
+where that outermost layer is zero, so every written field is multiplied by a weight that is 1 on the *core*
+(the box of reference-grid nodes that holds the sampling mask and the landmarks, so that trilinear
+interpolation anywhere inside it only uses nodes of weight 1: the field there is the network's, unchanged) and
+falls linearly to exactly 0 on the grid's outermost nodes, over the margin around the core. A linear ramp has
+the smallest steepest slope (1 / width): the tapered map cannot fold in the margin where the displacement there
+is smaller than the ramp's width (a raised cosine folds from 2 / pi of it); :meth:`FieldRegion.margin_folds`
+counts the margin nodes where a written field folds anyway.
+
+- ``region="heart"``: the grid is the core grown by ``margin_mm`` (at least one voxel) on every side, on the
+  reference grid's lattice but not cut to the image, so the taper always has the whole margin to fall over.
+- ``region="full"``: the grid is the whole reference grid; the taper runs over the ``margin_mm`` band at its
+  border (narrower where the core comes closer to the border; none on a side the core touches).
+
+Indices are (i, j, k) of the reference grid; arrays are (k, j, i) as everywhere in the Lib; mm are LPS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..core.geometry import Geometry
+from ..core.vocabulary import InputError
+from ..core.volume import Volume
+from ..fileio.displacement_field import displacement_image
+
+
+@dataclass(frozen=True)
+class FieldRegion:
+    """A field grid and its taper: ``core_low``/``core_high`` (inclusive, (i, j, k) indices of ``grid``) bound
+    the nodes of weight 1; ``ramp_low``/``ramp_high`` are the widths (voxels) over which the weight falls to 0
+    at each side's outermost node (0: no taper on that side)."""
+
+    grid: Geometry
+    core_low: tuple[int, int, int]
+    core_high: tuple[int, int, int]
+    ramp_low: tuple[int, int, int]
+    ramp_high: tuple[int, int, int]
+
+    def weights(self) -> np.ndarray:
+        """The taper weight of every node, (k, j, i), in [0, 1]."""
+        per_axis = []
+        for axis in range(3):
+            n = np.arange(self.grid.size[axis], dtype=np.float64)
+            weight = np.ones_like(n)
+            low, high = self.ramp_low[axis], self.ramp_high[axis]
+            last = self.grid.size[axis] - 1
+            if low:
+                weight = np.minimum(weight, np.clip(n / low, 0.0, 1.0))
+            if high:
+                weight = np.minimum(weight, np.clip((last - n) / high, 0.0, 1.0))
+            per_axis.append(weight)
+        w_i, w_j, w_k = per_axis
+        return w_k[:, None, None] * w_j[None, :, None] * w_i[None, None, :]
+
+    def taper(self, displacement_mm: np.ndarray) -> np.ndarray:
+        """``displacement_mm`` (k, j, i, 3) on :attr:`grid` times the taper weights."""
+        displacement_mm = np.asarray(displacement_mm)
+        if displacement_mm.shape != (*self.grid.array_shape, 3):
+            raise InputError(f"displacement array shape {displacement_mm.shape} does not match the field grid "
+                             f"{(*self.grid.array_shape, 3)}")
+        return displacement_mm * self.weights()[..., None]
+
+    def margin_folds(self, tapered_mm: np.ndarray) -> int:
+        """How many nodes of the margin (weight < 1) have a Jacobian determinant <= 0 in the tapered field
+        ``tapered_mm`` (k, j, i, 3): where the margin is too narrow for the displacement it has to bring to zero
+        (SimpleITK's DisplacementFieldJacobianDeterminant, central differences in mm)."""
+        determinant = sitk.GetArrayFromImage(sitk.DisplacementFieldJacobianDeterminant(
+            displacement_image(tapered_mm, self.grid)))
+        return int(np.count_nonzero((determinant <= 0) & (self.weights() < 1.0)))
+
+
+def field_region(reference: Geometry, mask: Volume, landmarks_lps: np.ndarray | None = None, *,
+                 region: str = "heart", margin_mm: float = 20.0, grid: Geometry | None = None) -> FieldRegion:
+    """The field grid and taper of a run whose sampling mask is ``mask`` (on the ``reference`` grid) and whose
+    reference landmarks are ``landmarks_lps`` ((N, 3) LPS mm, or None); ``region`` and ``margin_mm`` are
+    :class:`~.request.CycleConfig`'s ``field_region`` and ``field_margin_mm``. ``grid``: the field grid a run
+    already has (a resumed run keeps the grid it started with, also one made before the grid could reach beyond
+    the image); it must lie on the reference lattice and hold the core, else the grid is made anew."""
+    ijk = np.argwhere(np.asarray(mask.array) > 0)[:, ::-1].astype(np.float64)
+    if landmarks_lps is not None and len(landmarks_lps):
+        ijk = np.concatenate([ijk, reference.physical_to_index(np.asarray(landmarks_lps, dtype=np.float64))])
+    if not len(ijk):
+        raise InputError("the sampling mask is empty: no field region")
+    core_low, core_high = np.floor(ijk.min(axis=0)).astype(int), np.ceil(ijk.max(axis=0)).astype(int)
+    margin = np.maximum(np.ceil(margin_mm / np.asarray(reference.spacing) - 1e-9), 1).astype(int)
+    if grid is None or not _holds(grid, reference, core_low, core_high):
+        grid = reference if region == "full" else reference.subgrid(core_low - margin, core_high + margin, clip=False)
+    offset = np.rint(reference.physical_to_index(np.asarray([grid.origin]))[0]).astype(int)
+    size = np.asarray(grid.size)
+    low, high = np.clip(core_low - offset, 0, size - 1), np.clip(core_high - offset, 0, size - 1)
+    return FieldRegion(grid, _ints(low), _ints(high), _ints(np.minimum(margin, low)),
+                       _ints(np.minimum(margin, size - 1 - high)))
+
+
+def _holds(grid: Geometry, reference: Geometry, core_low: np.ndarray, core_high: np.ndarray) -> bool:
+    """Whether ``grid`` lies on ``reference``'s lattice (same spacing and direction, origin on a node) and holds
+    the core box."""
+    if not (np.allclose(grid.spacing, reference.spacing) and np.allclose(grid.direction, reference.direction)):
+        return False
+    origin = reference.physical_to_index(np.asarray([grid.origin]))[0]
+    if not np.allclose(origin, np.rint(origin), atol=1e-3):
+        return False
+    low = np.rint(origin).astype(int)
+    return bool(np.all(low <= core_low) and np.all(low + np.asarray(grid.size) - 1 >= core_high))
+
+
+def _ints(values) -> tuple[int, int, int]:
+    return tuple(int(v) for v in values)

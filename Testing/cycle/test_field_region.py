@@ -1,0 +1,127 @@
+"""The field grid and its edge taper: weight 1 on the core (sampling mask and landmarks), exactly 0 on the grid's
+outermost nodes; on a real run, the written field is the network's on the sampling mask and SimpleITK applies it
+as the identity outside its grid (the Slicer side is in Testing/mrml/test_slicer_transforms.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from helpers import run_sampling_mask_and_region
+from INRCardiacRegistrationLib.core.geometry import Geometry
+from INRCardiacRegistrationLib.core.volume import Volume
+from INRCardiacRegistrationLib.cycle.field_region import field_region
+from INRCardiacRegistrationLib.engine.registration_result import PairRegistration
+from INRCardiacRegistrationLib.fileio.displacement_field import read_displacement_field
+
+REFERENCE = Geometry((30, 24, 20), (1.5, 1.5, 2.0), (-10.0, 5.0, 3.0), (0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0))
+
+
+def _mask(low, high) -> Volume:
+    array = np.zeros(REFERENCE.array_shape, bool)
+    (i0, j0, k0), (i1, j1, k1) = low, high
+    array[k0:k1 + 1, j0:j1 + 1, i0:i1 + 1] = True
+    return Volume(array, REFERENCE, "mask")
+
+
+def test_heart_region_core_is_one_and_the_border_is_zero():
+    mask = _mask((10, 8, 6), (18, 15, 12))
+    landmark = REFERENCE.index_to_physical(np.array([[20.3, 9.0, 7.0]]))  # beyond the mask in i, between nodes
+    region = field_region(REFERENCE, mask, landmark, region="heart", margin_mm=4.0)
+    weights = region.weights()
+    margin = (3, 3, 2)  # ceil(4 / spacing)
+    assert region.grid.size == (21 + 1 - 10 + 2 * 3, 15 - 8 + 1 + 2 * 3, 12 - 6 + 1 + 2 * 2)
+    assert region.ramp_low == region.ramp_high == margin
+    (i0, j0, k0), (i1, j1, k1) = region.core_low, region.core_high
+    assert np.all(weights[k0:k1 + 1, j0:j1 + 1, i0:i1 + 1] == 1.0)
+    for border in (weights[0], weights[-1], weights[:, 0], weights[:, -1], weights[..., 0], weights[..., -1]):
+        assert np.all(border == 0.0)
+    assert np.all((weights >= 0) & (weights <= 1))
+    # the core's nodes are the reference lattice's nodes of the mask box and the landmark's neighbours
+    corner = region.grid.index_to_physical(np.array([[i0, j0, k0], [i1, j1, k1]], float))
+    assert np.allclose(REFERENCE.physical_to_index(corner), [[10, 8, 6], [21, 15, 12]])
+
+
+def test_heart_region_reaches_beyond_the_image_when_the_heart_is_at_its_edge():
+    mask = _mask((0, 0, 5), (6, 6, 9))
+    region = field_region(REFERENCE, mask, region="heart", margin_mm=3.0)
+    origin_index = REFERENCE.physical_to_index(np.array([region.grid.origin]))[0]
+    assert np.allclose(origin_index, [-2, -2, 5 - 2])
+    weights = region.weights()
+    (i0, j0, k0), (i1, j1, k1) = region.core_low, region.core_high
+    assert np.all(weights[k0:k1 + 1, j0:j1 + 1, i0:i1 + 1] == 1.0) and np.all(weights[:, :, 0] == 0)
+
+
+def test_full_region_tapers_only_the_border_band():
+    mask = _mask((10, 8, 6), (18, 15, 12))
+    region = field_region(REFERENCE, mask, region="full", margin_mm=3.0)
+    assert region.grid == REFERENCE
+    weights = region.weights()
+    assert region.ramp_low == (2, 2, 2) and region.ramp_high == (2, 2, 2)
+    assert np.all(weights[2:-2, 2:-2, 2:-2] == 1.0) and np.all(weights[0] == 0)
+    touching = field_region(REFERENCE, _mask((0, 8, 6), (18, 15, 12)), region="full", margin_mm=3.0)
+    assert touching.ramp_low[0] == 0 and np.all(touching.weights()[2:-2, 2:-2, 0] == 1.0)
+
+
+def test_zero_margin_still_leaves_one_zero_layer():
+    region = field_region(REFERENCE, _mask((10, 8, 6), (18, 15, 12)), region="heart", margin_mm=0.0)
+    assert region.ramp_low == (1, 1, 1)
+    assert region.weights()[0].max() == 0.0 and region.weights()[1:-1, 1:-1, 1:-1].min() == 1.0
+
+
+@pytest.mark.slow
+def test_written_field_is_the_network_on_the_mask_and_the_identity_outside(tiny_run):
+    """Acceptance 2 (SimpleITK side): on the sampling mask the written field equals the frame's network (the
+    field before the taper) within 0.01 mm; points outside the field's grid map to themselves."""
+    mask, region = run_sampling_mask_and_region(tiny_run)
+    mask_points = mask.geometry.voxel_centres_physical()[np.asarray(mask.array) > 0]
+    worst_inside, worst_outside = 0.0, 0.0
+    for t in (1, 2, 3):
+        u, grid = read_displacement_field(tiny_run.transform_path(t))
+        assert grid == region.grid
+        network = PairRegistration.load(tiny_run.checkpoint_path(t), "cpu")
+        transform = sitk.ReadTransform(str(tiny_run.transform_path(t)))
+        written = np.array([transform.TransformPoint(tuple(map(float, p))) for p in mask_points]) - mask_points
+        worst_inside = max(worst_inside, float(np.abs(written - network.displacement_at(mask_points)).max()))
+        # points a little and far outside the grid, on every side
+        low = grid.index_to_physical(np.array([[-0.6, -0.6, -0.6], [-5.0, 3.0, 2.0]]))
+        high = grid.index_to_physical(np.array([np.asarray(grid.size) - 0.4, np.asarray(grid.size) + 4.0]))
+        for p in np.concatenate([low, high]):
+            worst_outside = max(worst_outside, float(np.abs(np.array(transform.TransformPoint(tuple(p))) - p).max()))
+        assert np.abs(u[0]).max() == 0.0 and np.abs(u[:, :, -1]).max() == 0.0
+    print(f"written field vs network on the sampling mask: {worst_inside:.2e} mm; outside the grid: "
+          f"{worst_outside:.2e} mm")
+    assert worst_inside <= 0.01
+    assert worst_outside <= 1e-9
+
+
+def test_margin_folds_only_where_the_displacement_exceeds_the_ramp():
+    """The linear ramp folds a displacement pointing out of the core only once it is larger than the ramp is
+    wide: 5 mm over a 6 mm margin is fold-free, 9 mm is not (counted by margin_folds)."""
+    region = field_region(REFERENCE, _mask((10, 8, 6), (18, 15, 12)), region="heart", margin_mm=6.0)
+    ramp_mm = region.ramp_low[0] * REFERENCE.spacing[0]
+    outward = np.zeros((*region.grid.array_shape, 3))
+    i = np.arange(region.grid.size[0])
+    direction = np.asarray(region.grid.direction).reshape(3, 3)[:, 0]  # the grid's i axis in LPS
+    for magnitude, folds in ((0.8 * ramp_mm, False), (1.5 * ramp_mm, True)):
+        outward[...] = np.where(i < region.core_low[0], -magnitude, 0.0)[None, None, :, None] * direction
+        count = region.margin_folds(region.taper(outward))
+        assert (count > 0) == folds, (magnitude, count)
+
+
+def test_the_ramp_is_linear():
+    region = field_region(REFERENCE, _mask((10, 8, 6), (18, 15, 12)), region="heart", margin_mm=6.0)
+    ramp = region.weights()[region.core_low[2], region.core_low[1], :region.core_low[0] + 1]
+    assert np.allclose(ramp, np.linspace(0.0, 1.0, region.core_low[0] + 1))
+
+
+def test_a_resumed_run_keeps_the_grid_it_started_with():
+    """Runs made before the grid could reach beyond the image keep their (clipped) grid: the taper uses the room
+    there is; a grid that does not hold the core (other inputs) is made anew."""
+    mask = _mask((0, 0, 5), (6, 6, 9))
+    clipped = REFERENCE.subgrid(np.array([-2, -2, 3]), np.array([8, 8, 11]))  # clipped at i = j = 0
+    region = field_region(REFERENCE, mask, region="heart", margin_mm=3.0, grid=clipped)
+    assert region.grid == clipped and region.ramp_low == (0, 0, 2) and region.ramp_high == (2, 2, 2)
+    assert np.all(region.weights()[2:-2, 0:-2, 0:-2] == 1.0)
+    elsewhere = REFERENCE.subgrid(np.array([10, 10, 10]), np.array([20, 20, 15]))
+    assert field_region(REFERENCE, mask, region="heart", margin_mm=3.0, grid=elsewhere).grid != elsewhere
