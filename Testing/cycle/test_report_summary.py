@@ -51,3 +51,13 @@ def test_summary_of_a_partial_run_lists_the_missing_frames(tmp_path):
     assert "first pair (frame 3" in text
     path = write_summary(run, text)
     assert path == run.summary_txt and path.read_text() == text
+
+
+def test_frames_whose_field_folds_in_its_margin_are_summarised(tmp_path):
+    run = make_run(tmp_path / "run", list(range(FRAMES)))
+    assert "Field margin" not in run_summary(run)
+    for frame, folds in ((1, 4), (3, 17)):
+        record = run.read_frame_record(frame)
+        record.margin_folds = folds
+        run.write_frame_record(record)
+    assert "folds at margin nodes in 2 frame(s) (at most 17 nodes, frame 3)" in run_summary(run)

@@ -186,7 +186,8 @@ def test_phantom_request_names_every_input(tiny_phantom):
     assert request.inputs == InputFiles(image=root / "ct_4d.nii.gz", labels=(str(root / "labels_4d.nii.gz"),),
                                         myocardium_label=1, heart_label=(1, 2, 3),
                                         landmarks=root / "landmarks_reference.mrk.json",
-                                        landmarks_annotated=root / "landmark_trajectories.csv")
+                                        landmarks_annotated=root / "landmark_trajectories.csv",
+                                        blood_pool_label=2)
     assert request.settings == CycleConfig()
 
 

@@ -13,7 +13,8 @@ import ast
 from collections.abc import Iterable
 from pathlib import Path
 
-LAYERS = {"core": 0, "fileio": 1, "engine": 2, "cycle": 3, "phantom": 4, "cohort": 4, "mrml": 4, "cli": 5}
+LAYERS = {"core": 0, "fileio": 1, "engine": 2, "cycle": 3, "phantom": 4, "cohort": 4, "mrml": 4, "function": 4,
+          "cli": 5}
 TORCH_FREE = ("core", "fileio", "cycle", "mrml")
 TORCH_ALLOWED = {"cycle.driver"}  # the one module of a torch-free package that trains networks
 SLICER_PACKAGES = ("mrml",)

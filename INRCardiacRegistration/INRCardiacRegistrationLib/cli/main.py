@@ -17,6 +17,7 @@ COMMANDS = {
     "pair": "pair",
     "phantom": "phantom",
     "batch": "batch",
+    "function": "function",
 }
 
 

@@ -68,3 +68,8 @@ def sampling_mask(heart: Volume | None = None, myocardium: Volume | None = None,
         raise InputError("a sampling mask needs a heart mask or a myocardium label of the fixed frame")
     result.name = "sampling mask"
     return result
+
+
+def volume_ml(mask: np.ndarray, spacing_mm) -> float:
+    """The volume (mL = 1000 mm^3) of the non-zero voxels of ``mask`` on a grid of ``spacing_mm`` (mm)."""
+    return float(np.count_nonzero(mask)) * float(np.prod(spacing_mm)) / 1000.0

@@ -130,6 +130,7 @@ class _CycleRun:
         self.tracking = _Tracking()
         self.clock = EtaClock()
         self.last_finished: int | None = None
+        self.margin_warned = False
 
     @property
     def grids(self) -> dict[str, Geometry]:
@@ -195,12 +196,13 @@ class _CycleRun:
             record.alpha_used = result.alpha_used
         record.seconds = seconds
         record.margin_folds = self.region.margin_folds(u)
-        if record.margin_folds:
+        if record.margin_folds and not self.margin_warned:  # once per run; every frame's count is in its record
+            self.margin_warned = True
             self.session.emit("warning", frame=frame, text=(
                 f"frame {frame}: the written field folds at {record.margin_folds} nodes of its margin (the "
                 f"displacement there exceeds the {self.config.field_margin_mm:g} mm over which it falls to zero); "
                 f"the motion of the heart is unaffected, content placed there in Slicer may fold: raise "
-                f"{option_name('field_margin_mm')}"))
+                f"{option_name('field_margin_mm')} (other frames: margin_folds in their records and summary.txt)"))
         run.write_frame_record(record)
         return record, field_map
 

@@ -27,7 +27,8 @@ class CycleInputs:
     ``myocardium[t]``: boolean LV-myocardium mask of frame t, for the frames that have a label (the SDF term
     and Dice/HD95 use it); ``heart``: boolean heart mask of the reference frame (sampling) or None (then the
     reference myocardium dilated by a margin is sampled); ``landmarks``: points on the reference frame;
-    ``annotated``: their annotated positions in some frames (for TRE).
+    ``annotated``: their annotated positions in some frames (for TRE); ``blood_pool``: boolean LV-cavity mask of
+    the reference frame (for the cardiac function) or None.
     """
 
     frames: list[Volume]
@@ -36,6 +37,7 @@ class CycleInputs:
     heart: Volume | None = None
     landmarks: Landmarks | None = None
     annotated: Trajectories | None = None
+    blood_pool: Volume | None = None
 
     @property
     def frame_count(self) -> int:
@@ -113,12 +115,13 @@ def myocardium_value(labels: dict[int, Volume], value: int | None) -> int:
 
 def build_cycle_inputs(frames: list[Volume], labels: dict[int, Volume], reference_frame: int = 0, *,
                        myocardium_label: int | None = None, heart_labels: Sequence[int] | None = None,
-                       landmarks: Landmarks | None = None, annotated: Trajectories | None = None) -> CycleInputs:
+                       landmarks: Landmarks | None = None, annotated: Trajectories | None = None,
+                       blood_pool_label: int | None = None) -> CycleInputs:
     """Checked :class:`CycleInputs` from label maps (integer values per frame).
 
     ``myocardium_label``: the LV-myocardium value (it must occur in every given label map); ``heart_labels``:
     values whose union, in the reference frame, is the heart mask used for sampling (None: sample around the
-    reference myocardium).
+    reference myocardium); ``blood_pool_label``: the LV-cavity value in the reference frame's label map.
     """
     if not labels:
         raise InputError("no labels given: the reference frame needs at least an LV-myocardium label", option="labels")
@@ -137,7 +140,27 @@ def build_cycle_inputs(frames: list[Volume], labels: dict[int, Volume], referenc
             raise InputError(f"heart label value(s) {_values_text(heart_labels)} do not occur in the reference frame "
                              f"{reference_frame} (values present: {_values_text(present)})")
         heart = reference_labels.with_array(mask, name="heart mask of the reference frame")
-    return CycleInputs(list(frames), reference_frame, myocardium, heart, landmarks, annotated).validate()
+    blood_pool = None
+    if blood_pool_label is not None:
+        blood_pool = _reference_value_mask(labels, reference_frame, int(blood_pool_label), "blood_pool_label",
+                                           "LV blood pool")
+    return CycleInputs(list(frames), reference_frame, myocardium, heart, landmarks, annotated, blood_pool).validate()
+
+
+def _reference_value_mask(labels: dict[int, Volume], reference_frame: int, value: int, option: str,
+                          what: str) -> Volume:
+    """The voxels of ``value`` in the reference frame's label map, as a boolean volume; InputError when the
+    reference frame has no label map or the value does not occur in it."""
+    if reference_frame not in labels:
+        raise InputError(f"a {what} label was asked for, but the reference frame {reference_frame} has no label map",
+                         option=option)
+    reference_labels = labels[reference_frame]
+    mask = np.asarray(reference_labels.array) == value
+    if not mask.any():
+        present = [v for v in np.unique(reference_labels.array) if v != 0]
+        raise InputError(f"the {what} label value {value} does not occur in the reference frame {reference_frame} "
+                         f"(values present: {_values_text(present)})", option=option)
+    return reference_labels.with_array(mask, name=f"{what} of the reference frame")
 
 
 def read_cycle_inputs(files: InputFiles, reference_frame: int = 0) -> tuple[CycleInputs, list[str]]:
@@ -156,5 +179,6 @@ def read_cycle_inputs(files: InputFiles, reference_frame: int = 0) -> tuple[Cycl
     landmarks = read_landmarks(files.landmarks, reference_frame) if files.landmarks else None
     annotated = read_trajectories_csv(files.landmarks_annotated) if files.landmarks_annotated else None
     inputs = build_cycle_inputs(sequence.frames, labels, reference_frame, myocardium_label=files.myocardium_label,
-                                heart_labels=list(files.heart_label) or None, landmarks=landmarks, annotated=annotated)
+                                heart_labels=list(files.heart_label) or None, landmarks=landmarks, annotated=annotated,
+                                blood_pool_label=files.blood_pool_label)
     return inputs, texts

@@ -42,6 +42,11 @@ def run_summary(run: RunFolder, annotated: Trajectories | None = None) -> str:
         if line:
             lines.append(line)
     lines.append(_timing_line(run, data))
+    folded = {t: record.margin_folds for t, record in run.finished_records(data.frames).items() if record.margin_folds}
+    if folded:
+        lines.append(f"Field margin: the written field folds at margin nodes in {len(folded)} frame(s) (at most "
+                     f"{max(folded.values())} nodes, frame {max(folded, key=folded.get)}), where more displacement "
+                     "than the margin is wide falls to zero; inside the heart region the field is unchanged")
     lines.extend(f"Note: {note}" for note in data.notes)
     return "\n".join(lines) + "\n"
 

@@ -27,6 +27,8 @@ Layout (``NNN`` = the 0-based frame index, zero-padded to at least three digits)
     landmark_trajectories.csv      frame,landmark,x,y,z (LPS mm), finished frames only
     metrics.csv, metrics.json      one row per finished frame (:data:`..core.vocabulary.METRICS`)
     report.png, summary.txt        written at the end
+    function.json, function.csv    the cardiac function (LV volumes, EF), written at the end when the LV blood pool
+                                   label is known (:mod:`..function.volumes`)
 """
 
 from __future__ import annotations
@@ -161,6 +163,14 @@ class RunFolder:
     @property
     def report_png(self) -> Path:
         return self.root / "report.png"
+
+    @property
+    def function_json(self) -> Path:
+        return self.root / "function.json"
+
+    @property
+    def function_csv(self) -> Path:
+        return self.root / "function.csv"
 
     @property
     def summary_txt(self) -> Path:

@@ -83,7 +83,7 @@ class SceneRegistration:
             raise InputError(f"output folder {self.run.root} is not empty: choose a new folder")
         settings = settings if settings is not None else CycleConfig()
         refused = {name: "the scene's inputs" for name in ("image", "labels", "myocardium_label", "heart_label",
-                                                           "landmarks", "landmarks_annotated")}
+                                                           "landmarks", "landmarks_annotated", "blood_pool_label")}
         RunRequest(settings=settings).with_options(extra_options or [], "extra options", refused)  # fails early
         self.browser = browser or browser_for_sequence(ct_sequence, self.scene)
         self.exported = export_inputs(ct_sequence, self.run.inputs_dir, segmentations=segmentations,

@@ -4,15 +4,19 @@ Per frame t: the written transform of the run (``transforms/frame_NNN.h5``, read
 what SimpleITK and Slicer see) is compared with the analytic map ``phantom.motion.ground_truth_map`` at every voxel
 centre of the reference myocardium (dense error, mm) and at the phantom's landmarks (landmark TRE, mm); Dice
 and HD95 come from the run's metrics (the reference myocardium propagated to frame t against frame t's
-label).
+label). When the run measured the cardiac function (``function.json``), its EDV, ESV, EF and ES frame are compared
+with the phantom's own: the LV blood pool of its label map in every frame (rendered from the analytic motion),
+and the ejection fraction it was configured with.
 """
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 
+from ..core.masks import volume_ml
 from ..core.vocabulary import InputError
 from ..cycle.run_folder import RunFolder
 from ..engine.displacement_map import SampledDisplacementMap
@@ -59,7 +63,22 @@ def evaluate_run_on_phantom(run: RunFolder, phantom: Phantom) -> dict:
     mean = {key: float(np.nanmean([r[key] for r in others])) if others else math.nan for key in keys}
     mean["dice_min"] = float(np.nanmin([r["dice"] for r in others])) if others else math.nan
     mean["frames"] = len(others)
-    return {"frames": rows, "mean": mean}
+    evaluation = {"frames": rows, "mean": mean}
+    if run.function_json.is_file():
+        evaluation["function"] = _function_against_truth(run, phantom)
+    return evaluation
+
+
+def _function_against_truth(run: RunFolder, phantom: Phantom) -> dict:
+    """The run's EDV, ESV, EF and ES frame next to the phantom's (blood pool of its label maps; configured EF)."""
+    ours = json.loads(run.function_json.read_text(encoding="utf-8"))
+    truth = [volume_ml(np.asarray(labels.array) == LABEL_VALUES["blood_pool"], labels.geometry.spacing)
+             for labels in phantom.labels]
+    edv, esv = max(truth), min(truth)
+    return {"edv_ml": ours["edv_ml"], "edv_true_ml": edv, "esv_ml": ours["esv_ml"], "esv_true_ml": esv,
+            "ef_pct": ours["ef_pct"], "ef_true_pct": 100.0 * (edv - esv) / edv,
+            "ef_configured_pct": 100.0 * phantom.config.ejection_fraction,
+            "es_frame": ours["es_frame"], "es_frame_true": phantom.es_frame, "lv_volume_true_ml": truth}
 
 
 def format_phantom_evaluation(evaluation: dict) -> str:
@@ -69,4 +88,12 @@ def format_phantom_evaluation(evaluation: dict) -> str:
             f"  Dice mean {mean['dice']:.3f} (min {mean['dice_min']:.3f}), HD95 mean {mean['hd95_mm']:.2f} mm\n"
             f"  landmark TRE mean {mean['landmark_tre_mm']:.2f} mm (coronary {mean['coronary_tre_mm']:.2f} mm)\n"
             f"  dense error in the myocardium mean {mean['dense_error_mm']:.2f} mm "
-            f"(95th percentile {mean['dense_error_p95_mm']:.2f} mm)\n")
+            f"(95th percentile {mean['dense_error_p95_mm']:.2f} mm)\n" + _function_text(evaluation.get("function")))
+
+
+def _function_text(function: dict | None) -> str:
+    if function is None:
+        return ""
+    return (f"  LV EF {function['ef_pct']:.1f} % (true {function['ef_true_pct']:.1f} %), EDV {function['edv_ml']:.1f} "
+            f"mL (true {function['edv_true_ml']:.1f}), ESV {function['esv_ml']:.1f} mL (true "
+            f"{function['esv_true_ml']:.1f}), ES frame {function['es_frame']} (true {function['es_frame_true']})\n")

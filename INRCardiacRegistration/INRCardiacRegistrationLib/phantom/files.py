@@ -205,7 +205,8 @@ def phantom_request(manifest_path: str | Path, settings: CycleConfig | None = No
     values = {key: int(value) for key, value in info["label_values"].items()}
     files = InputFiles(image=root / info["image"], labels=(str(root / info["labels"]),),
                        myocardium_label=values["myocardium"], heart_label=tuple(sorted(set(values.values()))),
-                       landmarks=root / info["landmarks"], landmarks_annotated=root / info["trajectories"])
+                       landmarks=root / info["landmarks"], landmarks_annotated=root / info["trajectories"],
+                       blood_pool_label=values["blood_pool"])
     return RunRequest(files, settings if settings is not None else CycleConfig())
 
 

@@ -1,0 +1,101 @@
+"""Cardiac function of a run folder (LV volumes, EDV/ESV/SV/EF, ES frame): the definitions on known numbers, and on
+a real run of the tiny phantom the carried LV cavity against an independent path (SimpleITK inverts the written
+field and resamples the reference cavity), ``function.json``/``function.csv`` written by ``register``, the
+``function`` command and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from helpers import register_argv
+from INRCardiacRegistrationLib.cli.main import main
+from INRCardiacRegistrationLib.core.masks import volume_ml
+from INRCardiacRegistrationLib.cycle.run_folder import RunFolder
+from INRCardiacRegistrationLib.function.volumes import CardiacFunction
+
+
+def test_the_definitions_on_known_volumes():
+    function = CardiacFunction(frames=(0, 1, 2, 3, 4, 5), frame_count=6, reference_frame=0,
+                               lv_volume_ml=(120.0, 100.0, 60.0, 50.0, 90.0, 118.0),
+                               myocardium_volume_ml=(130.0,) * 6, es_frame_given=4)
+    assert (function.edv_ml, function.esv_ml, function.sv_ml) == (120.0, 50.0, 70.0)
+    assert function.ef_pct == pytest.approx(100 * 70 / 120)
+    assert (function.ed_frame, function.es_frame, function.es_frame_difference()) == (0, 3, -1)
+    wrapped = CardiacFunction((0, 1, 2, 3), 4, 0, (50.0, 80.0, 90.0, 100.0), (1.0,) * 4, es_frame_given=3)
+    assert wrapped.es_frame == 0 and wrapped.es_frame_difference() == 1  # 3 -> 0 is one step around the cycle
+    assert function.rows()[3] == {"frame": 3, "phase_pct": 50.0, "lv_volume_ml": 50.0, "myocardium_volume_ml": 130.0}
+    assert volume_ml(np.ones((10, 10, 10)), (1.0, 1.0, 2.0)) == 2.0
+
+
+def _independent_lv_volume(run: RunFolder, reference_cavity: np.ndarray, reference: sitk.Image, frame: int) -> float:
+    """The reference cavity carried to ``frame`` by SimpleITK: the written field inverted with
+    InvertDisplacementField, the cavity resampled linearly through it and thresholded at 0.5."""
+    field = sitk.ReadTransform(str(run.transform_path(frame)))
+    field = sitk.DisplacementFieldTransform(field).GetDisplacementField()
+    inverse = sitk.InvertDisplacementField(field, maximumNumberOfIterations=100, maxErrorToleranceThreshold=1e-3,
+                                           meanErrorToleranceThreshold=1e-4, enforceBoundaryCondition=True)
+    cavity = sitk.GetImageFromArray(reference_cavity.astype(np.float32))
+    cavity.CopyInformation(reference)
+    carried = sitk.Resample(cavity, reference, sitk.DisplacementFieldTransform(inverse), sitk.sitkLinear, 0.0)
+    return volume_ml(sitk.GetArrayFromImage(carried) >= 0.5, reference.GetSpacing())
+
+
+@pytest.mark.slow
+def test_register_writes_the_function_and_the_volumes_agree_with_simpleitk(tiny_run, tiny_phantom):
+    """The phantom's request names its LV blood pool, so ``register`` writes function.json/csv. The reference
+    volume is the label's; the carried volumes agree with SimpleITK's own inversion and resampling (2 %)."""
+    summary = json.loads(tiny_run.function_json.read_text())
+    rows = tiny_run.function_csv.read_text().splitlines()
+    assert rows[0] == "frame,phase_pct,lv_volume_ml,myocardium_volume_ml" and len(rows) == 5
+    volumes = [float(line.split(",")[2]) for line in rows[1:]]
+    labels = tiny_phantom.labels[0]
+    cavity = np.asarray(labels.array) == 2
+    assert volumes[0] == pytest.approx(volume_ml(cavity, labels.geometry.spacing), rel=1e-5)  # 6 digits in the CSV
+    reference = sitk.ReadImage(str(tiny_run.label_path(0)))
+    ours_vs_sitk = []
+    for t in (1, 2, 3):
+        theirs = _independent_lv_volume(tiny_run, cavity, reference, t)
+        ours_vs_sitk.append(abs(volumes[t] - theirs) / theirs)
+    print(f"LV volume per frame {volumes} mL; relative difference to SimpleITK's inversion "
+          f"{', '.join(f'{d:.2%}' for d in ours_vs_sitk)}; EF {summary['ef_pct']:.1f} %")
+    assert max(ours_vs_sitk) <= 0.02
+    assert summary["edv_ml"] == pytest.approx(max(volumes), rel=1e-5)
+    assert summary["esv_ml"] == pytest.approx(min(volumes), rel=1e-5)
+    assert summary["ef_pct"] == pytest.approx(100 * (max(volumes) - min(volumes)) / max(volumes), rel=1e-4)
+    assert "LV function: EDV" in tiny_run.summary_txt.read_text()
+
+
+@pytest.mark.slow
+def test_the_function_command_and_its_errors(tiny_run, tiny_phantom, tmp_path, capsys):
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run.root, copy)
+    (copy / "function.json").unlink()
+    assert main(["function", str(copy), "--es-frame", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "EF" in out and "given 2" in out and json.loads((copy / "function.json").read_text())["es_frame_given"] == 2
+    errors = {
+        ("--blood-pool-label", "7"): "label value 7 does not occur in the reference frame 0 (values present: 1, 2, 3)",
+        ("--es-frame", "9"): "ES frame 9 is outside the run's frames 0..3",
+    }
+    for options, message in errors.items():
+        assert main(["function", str(copy), *options]) == 2
+        assert message in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    shutil.copytree(tiny_run.root, empty)
+    for record in (empty / "frames").glob("frame_*.json"):
+        record.unlink()
+    assert main(["function", str(empty)]) == 2
+    assert "has no finished frame" in capsys.readouterr().err
+    no_label = tmp_path / "no_label"
+    out = no_label / "run"
+    assert main([*register_argv(tiny_phantom, out, "--quiet", "--no-report", "--iterations", "5",
+                                "--iterations-others", "5")]) == 0
+    info = json.loads((out / "run.json").read_text())
+    info["inputs"]["blood_pool_label"] = None
+    (out / "run.json").write_text(json.dumps(info))
+    assert main(["function", str(out)]) == 2
+    assert "no LV blood-pool label" in capsys.readouterr().err
