@@ -48,13 +48,10 @@ def oblique_direction() -> tuple[float, ...]:
 def run_sampling_mask_and_region(run: RunFolder):
     """The sampling mask (reference grid) and the field region of a finished run, rebuilt from its request as the
     driver builds them: ``(mask, FieldRegion)``."""
-    from INRCardiacRegistrationLib.cycle.driver import cycle_sampling_mask
-    from INRCardiacRegistrationLib.cycle.field_region import field_region
+    from INRCardiacRegistrationLib.cycle.driver import cycle_field_region, cycle_sampling_mask
     from INRCardiacRegistrationLib.cycle.inputs import read_cycle_inputs
 
     request = run.read_request()
     inputs, _ = read_cycle_inputs(request.inputs, request.settings.reference_frame)
     mask = cycle_sampling_mask(inputs, request.settings)
-    landmarks = None if inputs.landmarks is None else inputs.landmarks.points_lps
-    return mask, field_region(inputs.reference.geometry, mask, landmarks, region=request.settings.field_region,
-                              margin_mm=request.settings.field_margin_mm)
+    return mask, cycle_field_region(inputs, mask, request.settings)

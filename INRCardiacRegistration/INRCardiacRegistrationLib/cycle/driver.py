@@ -47,7 +47,7 @@ from ..engine.registration_result import PairRegistration
 from ..fileio.displacement_field import write_displacement_field
 from ..fileio.landmarks import Landmarks, Trajectories, read_markups_json, write_markups_json, write_trajectories_csv
 from .eta import EtaClock
-from .field_region import field_region
+from .field_region import FieldRegion, field_region
 from .frame_metrics import frame_record
 from .inputs import CycleInputs
 from .request import CycleConfig, RunRequest, option_name
@@ -84,6 +84,15 @@ def cycle_sampling_mask(inputs: CycleInputs, config: CycleConfig) -> Volume:
                          myocardium_margin_mm=registration.myocardium_margin_mm)
 
 
+def cycle_field_region(inputs: CycleInputs, mask: Volume, config: CycleConfig,
+                       grid: Geometry | None = None) -> FieldRegion:
+    """The field grid and taper of the run (:mod:`.field_region`): around ``mask`` (:func:`cycle_sampling_mask`)
+    and the reference landmarks; ``grid``: the one a resumed run started with."""
+    landmarks = None if inputs.landmarks is None else inputs.landmarks.points_lps
+    return field_region(inputs.reference.geometry, mask, landmarks, region=config.field_region,
+                        margin_mm=config.field_margin_mm, grid=grid)
+
+
 def _versions() -> dict:
     return {"inr_cardiac_registration": __version__, "torch": torch.__version__,
             "SimpleITK": sitk.Version_VersionString(), "numpy": np.__version__, "python": platform.python_version()}
@@ -114,10 +123,8 @@ class _CycleRun:
         self.mask = cycle_sampling_mask(inputs, self.config)
         self.coordinates = NormalizedCoordinates.around_mask(self.mask, self.config.registration.coordinate_margin)
         stored = session.run.read_run_info().get("field_geometry") if session.run.exists() else None
-        self.region = field_region(inputs.reference.geometry, self.mask,
-                                   None if inputs.landmarks is None else inputs.landmarks.points_lps,
-                                   region=self.config.field_region, margin_mm=self.config.field_margin_mm,
-                                   grid=None if stored is None else Geometry.from_dict(stored))
+        self.region = cycle_field_region(inputs, self.mask, self.config,
+                                         None if stored is None else Geometry.from_dict(stored))
         self.grid = self.region.grid
         self.nodes = self.grid.voxel_centres_physical().reshape(-1, 3)
         # the sampling-mask voxels as indices into the field grid's nodes (the field grid contains them all)

@@ -20,6 +20,7 @@ Indices are (i, j, k) of the reference grid; arrays are (k, j, i) as everywhere 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,7 +45,11 @@ class FieldRegion:
     ramp_high: tuple[int, int, int]
 
     def weights(self) -> np.ndarray:
-        """The taper weight of every node, (k, j, i), in [0, 1]."""
+        """The taper weight of every node, (k, j, i), in [0, 1] (computed once per region; read-only)."""
+        return self._weights
+
+    @functools.cached_property
+    def _weights(self) -> np.ndarray:
         per_axis = []
         for axis in range(3):
             n = np.arange(self.grid.size[axis], dtype=np.float64)
@@ -57,7 +62,9 @@ class FieldRegion:
                 weight = np.minimum(weight, np.clip((last - n) / high, 0.0, 1.0))
             per_axis.append(weight)
         w_i, w_j, w_k = per_axis
-        return w_k[:, None, None] * w_j[None, :, None] * w_i[None, None, :]
+        weights = w_k[:, None, None] * w_j[None, :, None] * w_i[None, None, :]
+        weights.setflags(write=False)
+        return weights
 
     def taper(self, displacement_mm: np.ndarray) -> np.ndarray:
         """``displacement_mm`` (k, j, i, 3) on :attr:`grid` times the taper weights."""
