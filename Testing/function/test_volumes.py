@@ -78,7 +78,8 @@ def test_the_function_command_and_its_errors(tiny_run, tiny_phantom, tmp_path, c
     out = capsys.readouterr().out
     assert "EF" in out and "given 2" in out and json.loads((copy / "function.json").read_text())["es_frame_given"] == 2
     errors = {
-        ("--blood-pool-label", "7"): "label value 7 does not occur in the reference frame 0 (values present: 1, 2, 3)",
+        ("--blood-pool-label", "7"):
+            "LV blood pool label value(s) 7 do not occur in the reference frame 0 (values present: 1, 2, 3)",
         ("--es-frame", "9"): "ES frame 9 is outside the run's frames 0..3",
     }
     for options, message in errors.items():

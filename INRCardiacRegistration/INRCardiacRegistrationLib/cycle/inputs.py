@@ -130,37 +130,29 @@ def build_cycle_inputs(frames: list[Volume], labels: dict[int, Volume], referenc
                   for t, label in sorted(labels.items())}
     heart = None
     if heart_labels:
-        if reference_frame not in labels:
-            raise InputError(f"heart labels {list(heart_labels)} were asked for, but the reference frame "
-                             f"{reference_frame} has no label map")
-        reference_labels = labels[reference_frame]
-        mask = np.isin(reference_labels.array, [int(v) for v in heart_labels])
-        if not mask.any():
-            present = [v for v in np.unique(reference_labels.array) if v != 0]
-            raise InputError(f"heart label value(s) {_values_text(heart_labels)} do not occur in the reference frame "
-                             f"{reference_frame} (values present: {_values_text(present)})")
-        heart = reference_labels.with_array(mask, name="heart mask of the reference frame")
+        heart = _reference_value_mask(labels, reference_frame, heart_labels, None, "heart")
     blood_pool = None
     if blood_pool_label is not None:
-        blood_pool = _reference_value_mask(labels, reference_frame, int(blood_pool_label), "blood_pool_label",
+        blood_pool = _reference_value_mask(labels, reference_frame, [blood_pool_label], "blood_pool_label",
                                            "LV blood pool")
     return CycleInputs(list(frames), reference_frame, myocardium, heart, landmarks, annotated, blood_pool).validate()
 
 
-def _reference_value_mask(labels: dict[int, Volume], reference_frame: int, value: int, option: str,
-                          what: str) -> Volume:
-    """The voxels of ``value`` in the reference frame's label map, as a boolean volume; InputError when the
-    reference frame has no label map or the value does not occur in it."""
+def _reference_value_mask(labels: dict[int, Volume], reference_frame: int, values: Sequence[int],
+                          option: str | None, what: str) -> Volume:
+    """The voxels of any of ``values`` in the reference frame's label map, as a boolean volume (``what`` of the
+    reference frame); InputError when the reference frame has no label map or none of the values occurs in it."""
+    values = [int(v) for v in values]
     if reference_frame not in labels:
-        raise InputError(f"a {what} label was asked for, but the reference frame {reference_frame} has no label map",
-                         option=option)
+        raise InputError(f"{what} label(s) {values} were asked for, but the reference frame {reference_frame} has "
+                         "no label map", option=option)
     reference_labels = labels[reference_frame]
-    mask = np.asarray(reference_labels.array) == value
+    mask = np.isin(reference_labels.array, values)
     if not mask.any():
         present = [v for v in np.unique(reference_labels.array) if v != 0]
-        raise InputError(f"the {what} label value {value} does not occur in the reference frame {reference_frame} "
-                         f"(values present: {_values_text(present)})", option=option)
-    return reference_labels.with_array(mask, name=f"{what} of the reference frame")
+        raise InputError(f"{what} label value(s) {_values_text(values)} do not occur in the reference frame "
+                         f"{reference_frame} (values present: {_values_text(present)})", option=option)
+    return reference_labels.with_array(mask, name=f"{what} mask of the reference frame")
 
 
 def read_cycle_inputs(files: InputFiles, reference_frame: int = 0) -> tuple[CycleInputs, list[str]]:
