@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.atomic_file import atomic_path, write_text_atomic
-from ..core.vocabulary import METRIC_COLUMNS, TRACKING_METRICS, InputError, RunState, metric
+from ..core.vocabulary import METRIC_COLUMNS, TRACKING_METRICS, InputError, RunState, metric, phase_pct
 from ..cycle.run_folder import RunFolder, csv_text
 
 METRICS_FILE = "cohort_metrics.csv"
@@ -90,7 +90,7 @@ def metric_rows(patients: list[PatientMetrics]) -> list[dict]:
             rows.append({"patient": patient.patient, "status": patient.status, "frames": patient.frames,
                          "reference_frame": patient.reference_frame,
                          "is_reference": row["frame"] == patient.reference_frame,
-                         "phase_pct": 100.0 * row["frame"] / patient.frames if patient.frames else None, **row})
+                         "phase_pct": phase_pct(row["frame"], patient.frames) if patient.frames else None, **row})
     return rows
 
 
@@ -144,7 +144,7 @@ def _phase_curves(patients: list[PatientMetrics], column: str) -> tuple[np.ndarr
         if not patient.rows or not patient.frames:
             continue
         rows = [r for r in patient.rows if r["frame"] != patient.reference_frame]
-        phase = np.array([100.0 * r["frame"] / patient.frames for r in rows])
+        phase = phase_pct([r["frame"] for r in rows], patient.frames)
         values = np.array([r[column] for r in rows], dtype=float)
         keep = np.isfinite(values)
         if not keep.any():

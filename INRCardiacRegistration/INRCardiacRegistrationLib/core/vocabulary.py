@@ -19,6 +19,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 
 class InputError(ValueError):
     """The user's input is wrong; the message names the file, option or value and says what would be right.
@@ -142,3 +144,9 @@ def metric(column: str) -> Metric:
         if entry.column == column:
             return entry
     raise KeyError(f"no metric column {column!r}; columns: {', '.join(METRIC_COLUMNS)}")
+
+
+def phase_pct(frame, frames: int):
+    """The phase of a frame (index, or an array of them) in % of a cycle of ``frames`` frames: ``100 t / T``, the
+    phase axis of every table and chart (run metrics in Slicer, cardiac function, cohort summary, report)."""
+    return 100.0 * np.asarray(frame, dtype=np.float64) / max(int(frames), 1)

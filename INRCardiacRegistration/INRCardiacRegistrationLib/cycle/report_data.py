@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.vocabulary import phase_pct
 from ..fileio.landmarks import Trajectories, read_trajectories_csv
 from .run_folder import RunFolder
 
@@ -73,7 +74,7 @@ class RunData:
 
     def phase(self, frame: int | np.ndarray) -> float | np.ndarray:
         """Phase in % of the cycle of a frame index."""
-        return 100.0 * np.asarray(frame, dtype=np.float64) / max(self.frames, 1)
+        return phase_pct(frame, self.frames)
 
     def series(self, column: str) -> np.ndarray:
         """(T,) values of one metrics column, NaN where the frame is not finished or the cell is empty."""

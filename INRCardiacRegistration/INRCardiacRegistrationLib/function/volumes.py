@@ -27,7 +27,7 @@ import numpy as np
 
 from ..core.atomic_file import write_text_atomic
 from ..core.masks import volume_ml
-from ..core.vocabulary import InputError
+from ..core.vocabulary import InputError, phase_pct
 from ..core.volume import Volume
 from ..cycle.inputs import read_cycle_inputs
 from ..cycle.run_folder import RunFolder, csv_text
@@ -96,7 +96,8 @@ class CardiacFunction:
 
     def rows(self) -> list[dict]:
         """The ``function.csv`` rows."""
-        return [{"frame": t, "phase_pct": 100.0 * t / self.frame_count, "lv_volume_ml": lv, "myocardium_volume_ml": myo}
+        return [{"frame": t, "phase_pct": phase_pct(t, self.frame_count), "lv_volume_ml": lv,
+                 "myocardium_volume_ml": myo}
                 for t, lv, myo in zip(self.frames, self.lv_volume_ml, self.myocardium_volume_ml, strict=True)]
 
     def summary(self) -> dict:

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import slicer
 
-from ..core.vocabulary import METRIC_COLUMNS, TRACKING_METRICS, InputError, metric
+from ..core.vocabulary import METRIC_COLUMNS, TRACKING_METRICS, InputError, metric, phase_pct
 from ..core.volume import Volume
 from ..cycle.request import InputFiles
 from ..cycle.run_folder import RunFolder
@@ -212,7 +212,7 @@ def _update_table(scene, nodes: RunNodes, run: RunFolder, frames: int) -> None:
     """The metrics table (one row per finished frame, ``phase_pct`` first) and the Dice/HD95/TRE charts."""
     import vtk
 
-    rows = [{**row, "phase_pct": 100.0 * row["frame"] / frames} for row in run.read_metrics()]
+    rows = [{**row, "phase_pct": phase_pct(row["frame"], frames)} for row in run.read_metrics()]
     table = vtk.vtkTable()
     for name in ("frame", "phase_pct", *METRIC_COLUMNS[1:]):
         kind = "d" if name == "frame" else "f" if name == "phase_pct" else metric(name).form[-1]
