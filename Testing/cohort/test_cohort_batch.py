@@ -27,7 +27,7 @@ from INRCardiacRegistrationLib.phantom.config import PhantomConfig  # noqa: E402
 from INRCardiacRegistrationLib.phantom.files import generate_phantom  # noqa: E402
 
 FRAMES = 4
-COMMON = " ".join(["--myocardium-label", "1", "--heart-label", "1", "2", "3", *TINY])
+COMMON = " ".join(["--myocardium-label", "1", "--heart-label", "1", "2", "3", "--blood-pool-label", "2", *TINY])
 GOOD = ("p1", "p3")
 TIMING_COLUMNS = {"seconds", "seconds_total"}
 
@@ -93,6 +93,10 @@ def test_local_cluster_runs_the_good_patients_and_reports_the_corrupted_one(loca
             assert float(summary[patient][mean_column]) == pytest.approx(expected, rel=1e-5)
         assert float(summary[patient]["dice_mean"]) > 0.8  # a real registration, not the identity
         assert float(summary[patient]["tre_mm_mean"]) < 2.5
+        function = json.loads(run.function_json.read_text())
+        for column in ("ef_pct", "peak_gls_pct"):
+            assert float(summary[patient][column]) == pytest.approx(function[column], rel=1e-5)
+    assert summary["bad"]["ef_pct"] == ""
     png = (local_cohort / "cohort_report.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 

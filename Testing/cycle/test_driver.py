@@ -53,6 +53,15 @@ def finished_run(tiny_phantom, tmp_path_factory):
     return RunFolder(out)
 
 
+@pytest.fixture(scope="module")
+def paper_penalty_run(tiny_phantom, tmp_path_factory):
+    """The same run with the paper's Jacobian penalty in the LV cavity too (``--blood-pool-jacobian identity``), as
+    every run made before the cavity had its own penalty."""
+    out = tmp_path_factory.mktemp("runs") / "paper_penalty"
+    assert main(register_argv(tiny_phantom, out, "--quiet", "--no-report", "--blood-pool-jacobian", "identity")) == 0
+    return RunFolder(out)
+
+
 def metric_rows_without_time(run: RunFolder) -> list[list[str]]:
     lines = run.metrics_csv.read_text().splitlines()
     column = lines[0].split(",").index("seconds")
@@ -355,13 +364,15 @@ def test_a_run_from_before_a_new_config_field_still_resumes(finished_run, tmp_pa
 
 
 @pytest.mark.slow
-def test_a_run_folder_of_the_version_before_the_run_request_resumes(finished_run, tiny_phantom, tmp_path):
+def test_a_run_folder_of_the_version_before_the_run_request_resumes(paper_penalty_run, tiny_phantom, tmp_path):
     """A run folder written before the run request existed (its run.json as version 0.1.0 wrote it, captured in
     Testing/data; paths and the phantom's grids filled in) resumes after a cancel and ends with the metrics of an
-    uninterrupted run (every column but the time)."""
+    uninterrupted run (every column but the time). That version knew no LV blood-pool label, so its frames are
+    those of the paper's penalty everywhere."""
     import json
     import shutil
 
+    finished_run = paper_penalty_run
     old = tmp_path / "old"
     shutil.copytree(finished_run.root, old)
     new_info = json.loads((old / "run.json").read_text())

@@ -85,7 +85,8 @@ def test_everything_but_the_engine_imports_without_torch():
     evaluate networks); ``mrml`` needs slicer and is left out where slicer-core is missing."""
     needs_torch = [module for module in import_graph(LIB)
                    if module.startswith("engine.") and module != "engine.config"]
-    needs_torch += ["cycle.driver", "phantom.evaluation", "phantom.synthetic_pair", "function.volumes"]
+    needs_torch += ["cycle.driver", "phantom.evaluation", "phantom.synthetic_pair", "function.volumes",
+                    "function.cardiac_function"]
     import importlib.util
 
     has_slicer = importlib.util.find_spec("slicer") is not None

@@ -67,6 +67,33 @@ def test_imported_run_matches_the_worker_files(worker_run):
 
 
 @pytest.mark.slow
+def test_the_cardiac_function_is_imported_as_tables_and_charts(worker_run):
+    """The tiny run measured the function (its request names the LV blood pool): function.csv and
+    strain_segments.csv become table nodes cell for cell, with volume, strain and twist charts of that table."""
+    import csv
+
+    scene = new_scene()
+    nodes = import_run(worker_run.root, scene)
+    assert set(nodes.function) == {"table", "segments", "volumes", "strain", "twist"}
+    for key, path in (("table", worker_run.function_csv), ("segments", worker_run.strain_segments_csv)):
+        rows = list(csv.DictReader(path.open()))
+        table = nodes.function[key]
+        assert table.GetNumberOfRows() == len(rows) > 0
+        for column in rows[0]:
+            index = table.GetColumnIndex(column)
+            assert index >= 0
+            for r, row in enumerate(rows):
+                assert float(table.GetCellText(r, index)) == pytest.approx(float(row[column]), rel=1e-6, abs=1e-9)
+    strain = nodes.function["strain"]
+    assert strain.GetNumberOfPlotSeriesNodes() == 3
+    series = strain.GetNthPlotSeriesNode(0)
+    assert series.GetTableNodeID() == nodes.function["table"].GetID() and series.GetYColumnName() == "gls_pct"
+    again = import_run(worker_run.root, scene, nodes=nodes)  # refreshing makes no second set of nodes
+    assert again.function["table"] is nodes.function["table"]
+    assert scene.GetNumberOfNodesByClass("vtkMRMLPlotChartNode") == 3 + 3  # Dice, HD95, TRE + the function's three
+
+
+@pytest.mark.slow
 def test_browser_steps_all_results_together(worker_run):
     scene = new_scene()
     nodes = import_run(worker_run.root, scene)
@@ -163,13 +190,15 @@ def test_inputs_exported_from_mrml_register_like_the_files(tiny_phantom, worker_
     landmarks = read_node(scene, "vtkMRMLMarkupsFiducialNode", slicer.vtkMRMLMarkupsJsonStorageNode,
                            root / "landmarks_reference.mrk.json")
     exported = export_inputs(ct, tmp_path / "inputs", segmentations=segmentations, myocardium_segment="myocardium",
-                             heart_segments=["blood pool", "rest of heart"], landmarks=landmarks, scene=scene)
+                             heart_segments=["blood pool", "rest of heart"], blood_pool_segment="blood pool",
+                             landmarks=landmarks, scene=scene)
     for t in range(4):
         written = sitk.ReadImage(str(Path(exported.image) / f"frame_{t:03d}.nii.gz"))
         assert np.array_equal(sitk.GetArrayFromImage(written), tiny_phantom.images[t].array)
         labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "inputs" / "labels" / f"frame_{t:03d}.nii.gz")))
         assert np.array_equal(labels == 1, tiny_phantom.labels[t].array == 1)
         assert np.array_equal(labels > 0, tiny_phantom.labels[t].array > 0)
+        assert np.array_equal(labels == 3, tiny_phantom.labels[t].array == 2)  # the LV blood pool
     out = tmp_path / "run"
     argv = ["register", *RunRequest(exported, TINY_SETTINGS).to_argv(), "--out", str(out), "--quiet", "--no-report"]
     assert main(argv) == 0

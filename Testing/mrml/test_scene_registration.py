@@ -85,7 +85,8 @@ def test_scene_run_reports_progress_and_fills_the_ct_browser(tiny_phantom, tiny_
     """Exported from the scene and run in the background: progress rises to 1, every frame lands in sequences
     synchronised to the CT's browser, and the trajectories equal the command line's on the files."""
     scene, loaded, run = _started_run(tiny_phantom, tmp_path, landmarks=True,
-                                      heart_segments=["LV blood pool", "rest of heart"], settings=TINY_SETTINGS)
+                                      heart_segments=["LV blood pool", "rest of heart"],
+                                      blood_pool_segment="LV blood pool", settings=TINY_SETTINGS)
     seen = []
     nodes = run.wait(timeout_s=600, interval_s=0.2, on_progress=lambda p: seen.append((p.fraction, p.frames_done)))
     assert run.progress.state == "finished" and run.progress.fraction == 1.0
@@ -99,6 +100,10 @@ def test_scene_run_reports_progress_and_fills_the_ct_browser(tiny_phantom, tiny_
     difference = float(np.abs(ours.points_lps - theirs.points_lps).max())
     print(f"max trajectory difference scene run vs files: {difference:.2e} mm")
     assert ours.labels == theirs.labels and difference < 0.01
+    import json
+
+    function, expected = (json.loads(path.read_text()) for path in (run.run.function_json, tiny_run.function_json))
+    assert function["ef_pct"] == pytest.approx(expected["ef_pct"], abs=0.05)  # the LV blood pool segment exported
     for t in range(4):  # the exported frames are the phantom's voxels
         written = sitk.GetArrayFromImage(sitk.ReadImage(str(run.run.inputs_dir / "frames" / f"frame_{t:03d}.nii.gz")))
         assert np.array_equal(written, tiny_phantom.images[t].array)

@@ -33,6 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
                         help=f"output folder (default: {DEFAULT_OUT})")
     parser.add_argument("--frames", type=int, default=None, help="frames of the phantom (default 20)")
+    parser.add_argument("--hypokinetic-segment", type=int, default=None, metavar="N",
+                        help="give the phantom regional dysfunction: AHA segment N (1-16) keeps about a fifth of its "
+                             "radial wall motion (see it in function_report.png's bull's-eyes)")
     parser.add_argument("--mode", choices=MODES, default="non-sequential",
                         help="non-sequential: reference -> t for every t; sequential: t-1 -> t, composed (default: "
                              "non-sequential)")
@@ -41,11 +44,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
-def _phantom(out: Path, frames: int | None, say) -> Path:
+def _phantom(out: Path, frames: int | None, say, hypokinetic_segment: int | None = None) -> Path:
     from ..phantom.config import PhantomConfig
     from ..phantom.files import generate_phantom
 
-    config = PhantomConfig() if frames is None else PhantomConfig(frames=frames)
+    settings = {} if frames is None else {"frames": frames}
+    if hypokinetic_segment is not None:
+        settings["hypokinetic_segment"] = hypokinetic_segment
+    config = PhantomConfig(**settings)
     manifest = out / "manifest.json"
     if manifest.is_file():
         stored = json.loads(manifest.read_text(encoding="utf-8")).get("generator", {}).get("parameters")
@@ -68,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         print(message, file=sys.stderr, flush=True)
 
     out: Path = args.out
-    manifest = _phantom(out / "phantom", args.frames, say)
+    manifest = _phantom(out / "phantom", args.frames, say, args.hypokinetic_segment)
     preset_name = args.preset or args.default_preset
     settings = CycleConfig(config_from_arguments(args), mode=args.mode, preset=preset_name)
     request = phantom_request(manifest, settings)

@@ -50,6 +50,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                              f"{defaults.longitudinal_shortening:g})")
     parser.add_argument("--torsion", type=float, default=None, metavar="DEG",
                         help=f"net LV torsion at ES in degrees (default {defaults.torsion_deg:g})")
+    parser.add_argument("--hypokinetic-segment", type=int, default=None, metavar="N",
+                        help="AHA segment (1-16) with regional dysfunction: its cavity's cross-section area change "
+                             "reduced to the share --hypokinetic-motion (default: none)")
+    parser.add_argument("--hypokinetic-motion", type=float, default=None, metavar="F",
+                        help="share of the normal area change kept in the hypokinetic segment, 0-1 (default "
+                             f"{defaults.hypokinetic_motion:g}: about a fifth of the radial wall motion)")
     parser.add_argument("--paper-like", action="store_true",
                         help="the paper's acquisition: 0.5 x 0.5 x 2 mm voxels and 20 frames (slow; explicit "
                              "--spacing/--frames still win)")
@@ -82,7 +88,8 @@ def config_from_args(args: argparse.Namespace) -> PhantomConfig:
     settings: dict = {}
     for option, name in (("frames", "frames"), ("seed", "seed"), ("noise", "noise_hu"), ("texture_ct", "texture_ct"),
                          ("ejection_fraction", "ejection_fraction"),
-                         ("shortening", "longitudinal_shortening"), ("torsion", "torsion_deg")):
+                         ("shortening", "longitudinal_shortening"), ("torsion", "torsion_deg"),
+                         ("hypokinetic_segment", "hypokinetic_segment"), ("hypokinetic_motion", "hypokinetic_motion")):
         value = getattr(args, option)
         if value is not None:
             settings[name] = value

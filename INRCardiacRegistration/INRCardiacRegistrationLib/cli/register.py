@@ -113,16 +113,18 @@ def run_request(request: RunRequest, run_dir: str | Path, options: WorkerOptions
 
 def finish_run_outputs(run_folder, inputs, report: bool = True) -> None:
     """``summary.txt``, (unless ``report`` is False) ``report.png`` and, when the LV blood pool is known and every
-    frame is finished, ``function.json``/``function.csv`` of a run, from its folder and inputs."""
+    frame is finished, the cardiac function (``function.json``, ``function.csv``, ``strain_segments.csv``) of a run,
+    from its folder and inputs."""
     from ..cycle.report_figure import write_report
     from ..cycle.report_summary import run_summary, write_summary
-    from ..function.volumes import measure_function, write_function
+    from ..function.cardiac_function import measure_function, write_function
 
     if report:
         write_report(run_folder, inputs.frames, inputs.myocardium, inputs.annotated)
     summary = run_summary(run_folder, inputs.annotated)
     if inputs.blood_pool is not None and len(run_folder.finished_records(inputs.frame_count)) == inputs.frame_count:
-        function = measure_function(run_folder, inputs.blood_pool, inputs.reference_frame)
-        write_function(run_folder, function)
+        function = measure_function(run_folder, inputs.blood_pool, inputs.myocardium[inputs.reference_frame],
+                                    inputs.reference_frame, right_ventricle=inputs.right_ventricle)
+        write_function(run_folder, function, report=report)
         summary = f"{summary.rstrip()}\n{function.text()}\n"
     write_summary(run_folder, summary)

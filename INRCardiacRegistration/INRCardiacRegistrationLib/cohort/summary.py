@@ -10,7 +10,9 @@ Files written into the cohort folder (atomically):
 ``cohort_summary.csv``
     one row per manifest patient: ``status`` (finished, failed, cancelled, not run), frames finished, the means
     over its non-reference frames of Dice, HD95 (mm), TRE (mm), the largest folding %, the summed training
-    seconds, and ``reason`` for a failure. The cohort means printed, and the plot, use finished patients only.
+    seconds, the cardiac function where the run measured it (``ef_pct``, ``peak_gls_pct`` from its
+    ``function.json``), and ``reason`` for a failure. The cohort means printed, and the plot, use finished
+    patients only.
 ``cohort_report.png``
     Dice (and HD95, and TRE where annotated) against ``phase_pct`` of the frame registered to (the reference
     frame itself left out): mean over patients with one standard deviation shaded and each patient as a thin
@@ -21,6 +23,7 @@ Metric titles, units and formats are those of :data:`..core.vocabulary.METRICS`.
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -38,7 +41,8 @@ REPORT_FILE = "cohort_report.png"
 METRIC_ROW_COLUMNS = ("patient", "status", "frames", "reference_frame", "is_reference", "phase_pct", *METRIC_COLUMNS)
 _MEANS = tuple((f"{column}_mean", column) for column in TRACKING_METRICS)  # (summary column, metrics column)
 SUMMARY_COLUMNS = ("patient", "status", "frames", "frames_finished", *(name for name, _ in _MEANS),
-                   "negative_jacobian_pct_max", "seconds_total", "reason")
+                   "negative_jacobian_pct_max", "seconds_total", "ef_pct", "peak_gls_pct", "reason")
+FUNCTION_COLUMNS = ("ef_pct", "peak_gls_pct")  # from the run's function.json
 
 
 @dataclass
@@ -51,6 +55,7 @@ class PatientMetrics:
     reference_frame: int = 0
     rows: list[dict] = field(default_factory=list)
     reason: str = ""
+    function: dict = field(default_factory=dict)  # the run's function.json, where it has one
 
     def non_reference(self, column: str) -> np.ndarray:
         values = [row[column] for row in self.rows if row["frame"] != self.reference_frame]
@@ -66,6 +71,8 @@ class PatientMetrics:
         row["negative_jacobian_pct_max"] = float(folding.max()) if folding.size else None
         seconds = self.non_reference("seconds")
         row["seconds_total"] = float(seconds.sum()) if seconds.size else None
+        for name in FUNCTION_COLUMNS:
+            row[name] = self.function.get(name)
         return row
 
 
@@ -78,8 +85,15 @@ def patient_metrics(patient: str, run_dir: str | Path, status: str | None = None
         info = run.read_run_info()
     except InputError as error:  # a damaged run.json: listed, not fatal for the cohort's summary
         return PatientMetrics(patient, status or "unreadable", reason=reason or str(error))
+    function = {}
+    if run.function_json.is_file():
+        try:
+            function = json.loads(run.function_json.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # a damaged function.json: the patient is listed without it
+            function = {}
     return PatientMetrics(patient, status or str(info.get("status", "unknown")), int(info.get("frames") or 0),
-                          int(info.get("reference_frame") or 0), run.read_metrics(), reason or info.get("error", ""))
+                          int(info.get("reference_frame") or 0), run.read_metrics(), reason or info.get("error", ""),
+                          function)
 
 
 def metric_rows(patients: list[PatientMetrics]) -> list[dict]:
@@ -106,7 +120,7 @@ def write_cohort_summary(cohort_dir: str | Path, patients: list[PatientMetrics],
     if report and write_cohort_report(cohort_dir / REPORT_FILE, finished) is None:
         (cohort_dir / REPORT_FILE).unlink(missing_ok=True)  # no finished patient: no plot, and no stale one
     means = {}
-    for name, _ in _MEANS:
+    for name in (*(name for name, _ in _MEANS), *FUNCTION_COLUMNS):
         values = np.asarray([row[name] for row in summary
                              if row[name] is not None and row["status"] == RunState.FINISHED], dtype=float)
         means[name] = (float(values.mean()), float(values.std()), int(values.size)) if values.size else None
@@ -125,6 +139,10 @@ def summary_text(patients: list[PatientMetrics], means: dict) -> str:
             entry = metric(column)
             lines.append(f"{entry.title} (mean over frames, then over {n} patients): {mean:{entry.form}} +- "
                          f"{entry.text(sd)}")
+    for name, title in (("ef_pct", "Ejection fraction (%)"), ("peak_gls_pct", "Peak GLS (%)")):
+        if means.get(name):
+            mean, sd, n = means[name]
+            lines.append(f"{title} (over {n} patients): {mean:.1f} +- {sd:.1f}")
     for patient in patients:
         if patient.status != RunState.FINISHED:
             lines.append(f"  {patient.patient}: {patient.status}" + (f": {patient.reason}" if patient.reason else ""))

@@ -261,6 +261,7 @@ class _CycleRun:
 
         result = register_pair(inputs.frames[fixed], inputs.frames[frame], fixed_label=inputs.myocardium.get(fixed),
                                moving_label=inputs.myocardium.get(frame), mask=mask, config=config,
+                               blood_pool=inputs.blood_pool if fixed == self.reference else None,
                                initial=tracking.previous, coordinates=self.coordinates, progress=on_progress,
                                cancel=self.session.cancel_requested)
         clock.iterations_done = done_before + config.iterations

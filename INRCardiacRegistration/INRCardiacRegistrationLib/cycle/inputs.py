@@ -28,7 +28,8 @@ class CycleInputs:
     and Dice/HD95 use it); ``heart``: boolean heart mask of the reference frame (sampling) or None (then the
     reference myocardium dilated by a margin is sampled); ``landmarks``: points on the reference frame;
     ``annotated``: their annotated positions in some frames (for TRE); ``blood_pool``: boolean LV-cavity mask of
-    the reference frame (for the cardiac function) or None.
+    the reference frame (for the cardiac function) or None; ``right_ventricle``: boolean RV-cavity mask of the reference
+    frame (orients the strain's AHA segments) or None.
     """
 
     frames: list[Volume]
@@ -38,6 +39,7 @@ class CycleInputs:
     landmarks: Landmarks | None = None
     annotated: Trajectories | None = None
     blood_pool: Volume | None = None
+    right_ventricle: Volume | None = None
 
     @property
     def frame_count(self) -> int:
@@ -116,12 +118,13 @@ def myocardium_value(labels: dict[int, Volume], value: int | None) -> int:
 def build_cycle_inputs(frames: list[Volume], labels: dict[int, Volume], reference_frame: int = 0, *,
                        myocardium_label: int | None = None, heart_labels: Sequence[int] | None = None,
                        landmarks: Landmarks | None = None, annotated: Trajectories | None = None,
-                       blood_pool_label: int | None = None) -> CycleInputs:
+                       blood_pool_label: int | None = None, rv_label: int | None = None) -> CycleInputs:
     """Checked :class:`CycleInputs` from label maps (integer values per frame).
 
     ``myocardium_label``: the LV-myocardium value (it must occur in every given label map); ``heart_labels``:
     values whose union, in the reference frame, is the heart mask used for sampling (None: sample around the
-    reference myocardium); ``blood_pool_label``: the LV-cavity value in the reference frame's label map.
+    reference myocardium); ``blood_pool_label`` / ``rv_label``: the LV / RV cavity values in the reference frame's
+    label map.
     """
     if not labels:
         raise InputError("no labels given: the reference frame needs at least an LV-myocardium label", option="labels")
@@ -135,7 +138,11 @@ def build_cycle_inputs(frames: list[Volume], labels: dict[int, Volume], referenc
     if blood_pool_label is not None:
         blood_pool = _reference_value_mask(labels, reference_frame, [blood_pool_label], "blood_pool_label",
                                            "LV blood pool")
-    return CycleInputs(list(frames), reference_frame, myocardium, heart, landmarks, annotated, blood_pool).validate()
+    right_ventricle = None
+    if rv_label is not None:
+        right_ventricle = _reference_value_mask(labels, reference_frame, [rv_label], "rv_label", "RV cavity")
+    return CycleInputs(list(frames), reference_frame, myocardium, heart, landmarks, annotated, blood_pool,
+                       right_ventricle).validate()
 
 
 def _reference_value_mask(labels: dict[int, Volume], reference_frame: int, values: Sequence[int],
@@ -172,5 +179,5 @@ def read_cycle_inputs(files: InputFiles, reference_frame: int = 0) -> tuple[Cycl
     annotated = read_trajectories_csv(files.landmarks_annotated) if files.landmarks_annotated else None
     inputs = build_cycle_inputs(sequence.frames, labels, reference_frame, myocardium_label=files.myocardium_label,
                                 heart_labels=list(files.heart_label) or None, landmarks=landmarks, annotated=annotated,
-                                blood_pool_label=files.blood_pool_label)
+                                blood_pool_label=files.blood_pool_label, rv_label=files.rv_label)
     return inputs, texts

@@ -66,8 +66,10 @@ class InputFiles:
     ``myocardium_label``: the LV-myocardium value (None: the label maps' only non-zero value); ``heart_label``:
     values whose union on the reference frame is the sampling mask (empty: the myocardium plus a margin);
     ``landmarks``: reference-frame landmarks (LPS mm); ``landmarks_annotated``: CSV ``frame,landmark,x,y,z`` (LPS mm);
-    ``blood_pool_label``: the LV-cavity value in the reference label map, for the cardiac function (volumes, EF;
-    it does not change the registration).
+    ``blood_pool_label``: the LV-cavity value in the reference label map, for the cardiac function (volumes, EF) and
+    the Jacobian penalty inside the cavity (``blood_pool_jacobian``); ``rv_label``: the RV-cavity value in the
+    reference label map, which orients the AHA segments of the strain (from the RV insertion; it does not change the
+    registration).
     """
 
     image: str | None = None
@@ -77,6 +79,7 @@ class InputFiles:
     landmarks: str | None = None
     landmarks_annotated: str | None = None
     blood_pool_label: int | None = None
+    rv_label: int | None = None
 
     def __post_init__(self) -> None:
         labels = (self.labels,) if isinstance(self.labels, str | Path) else tuple(self.labels or ())
@@ -85,7 +88,7 @@ class InputFiles:
         object.__setattr__(self, "landmarks", absolute_path(self.landmarks))
         object.__setattr__(self, "landmarks_annotated", absolute_path(self.landmarks_annotated))
         object.__setattr__(self, "heart_label", tuple(_label_value(v, "heart_label") for v in self.heart_label or ()))
-        for name in ("myocardium_label", "blood_pool_label"):
+        for name in ("myocardium_label", "blood_pool_label", "rv_label"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, _label_value(getattr(self, name), name))
 
@@ -93,7 +96,8 @@ class InputFiles:
         """As stored in ``run.json`` under ``inputs`` (empty lists as None)."""
         return {"image": self.image, "labels": list(self.labels) or None, "myocardium_label": self.myocardium_label,
                 "heart_label": list(self.heart_label) or None, "landmarks": self.landmarks,
-                "landmarks_annotated": self.landmarks_annotated, "blood_pool_label": self.blood_pool_label}
+                "landmarks_annotated": self.landmarks_annotated, "blood_pool_label": self.blood_pool_label,
+                "rv_label": self.rv_label}
 
     @classmethod
     def from_dict(cls, data: dict) -> InputFiles:
@@ -191,7 +195,7 @@ CYCLE_FIELDS = tuple(item.name for item in dataclasses.fields(CycleConfig) if it
 # Settings that may differ between a run and its resumption without changing what is computed (the preset is only
 # a name: the registration settings themselves are compared). A run resumed on another device continues correctly
 # but is not bit-identical to an uninterrupted one.
-RESUME_IGNORED = ("device", "progress_every", "preset", "extra", "blood_pool_label")  # not what a frame computes
+RESUME_IGNORED = ("device", "progress_every", "preset", "extra", "rv_label")  # not what a frame computes
 
 
 @dataclass(frozen=True)
@@ -254,6 +258,8 @@ class RunRequest:
             argv += ["--landmarks-annotated", files.landmarks_annotated]
         if files.blood_pool_label is not None:
             argv += ["--blood-pool-label", str(files.blood_pool_label)]
+        if files.rv_label is not None:
+            argv += ["--rv-label", str(files.rv_label)]
         argv += ["--mode", settings.mode, "--reference-frame", str(settings.reference_frame),
                  "--field-region", settings.field_region, "--field-margin-mm", repr(float(settings.field_margin_mm))]
         return argv + config_argv(settings.preset, settings.overrides)
@@ -380,7 +386,10 @@ def add_request_arguments(parser: argparse.ArgumentParser, image: bool = True) -
                         help="LV-myocardium value in the label maps (default: their only non-zero value)")
     inputs.add_argument("--blood-pool-label", type=int, metavar="N",
                         help="LV-cavity value in the reference label map: the run then also writes the cardiac "
-                             "function (LV volume per frame, EDV, ESV, EF; function.json, function.csv)")
+                             "function (LV volume per frame, EDV, ESV, EF, strain; function.json, function.csv)")
+    inputs.add_argument("--rv-label", type=int, metavar="N",
+                        help="RV-cavity value in the reference label map: orients the AHA segments of the strain "
+                             "from the RV insertion (default: the septum towards the patient's right-anterior)")
     inputs.add_argument("--heart-label", type=int, nargs="+", metavar="N",
                         help="label value(s) forming the heart mask of the reference frame, where training points "
                              "are drawn (dilated by --mask-dilation-voxels); default: the reference myocardium "

@@ -27,8 +27,10 @@ Layout (``NNN`` = the 0-based frame index, zero-padded to at least three digits)
     landmark_trajectories.csv      frame,landmark,x,y,z (LPS mm), finished frames only
     metrics.csv, metrics.json      one row per finished frame (:data:`..core.vocabulary.METRICS`)
     report.png, summary.txt        written at the end
-    function.json, function.csv    the cardiac function (LV volumes, EF), written at the end when the LV blood pool
-                                   label is known (:mod:`..function.volumes`)
+    function.json, function.csv    the cardiac function (LV volumes, EF, global strain, twist), written at the end when
+                                   the LV blood pool label is known (:mod:`..function.cardiac_function`)
+    strain_segments.csv            radial, circumferential, longitudinal strain per AHA segment and frame
+    function_report.png            volume curve, strain curves, bull's-eyes of the peak strain per segment
 """
 
 from __future__ import annotations
@@ -171,6 +173,14 @@ class RunFolder:
     @property
     def function_csv(self) -> Path:
         return self.root / "function.csv"
+
+    @property
+    def function_report_png(self) -> Path:
+        return self.root / "function_report.png"
+
+    @property
+    def strain_segments_csv(self) -> Path:
+        return self.root / "strain_segments.csv"
 
     @property
     def summary_txt(self) -> Path:

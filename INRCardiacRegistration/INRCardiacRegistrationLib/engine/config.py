@@ -16,6 +16,7 @@ from ..core.vocabulary import InputError
 
 NORMALIZATIONS = ("quantile", "window")
 JACOBIANS = ("analytic", "autograd")
+BLOOD_POOL_JACOBIANS = ("relative", "identity")
 
 
 def _field(default, meaning: str, *, minimum: float | None = None, maximum: float | None = None,
@@ -47,6 +48,10 @@ class RegistrationConfig:
     tau: float = _field(10.0, "clip of the Jacobian-determinant penalty", minimum=0.0, above=True, limit=1e6)
     jacobian: str = _field("analytic", "Jacobian computation: analytic (forward mode) or autograd (the paper's way, "
                                        "slower)")
+    blood_pool_jacobian: str = _field("relative", "Jacobian penalty inside the LV blood pool, where its label is "
+                                                  "given: relative (det J towards the pool's mean det J, so the "
+                                                  "cavity may empty, evenly and without folding) or identity (det J "
+                                                  "towards 1 as everywhere else: the paper)")
     jacobian_points: int = _field(0, "points per iteration that carry the Jacobian penalty (0 = all, the paper)",
                                   minimum=0, limit=10_000_000)
     seed: int = _field(0, "random seed (frame t of a cycle uses seed + t)", limit=2**31 - 1)
@@ -85,6 +90,7 @@ class RegistrationConfig:
                 value = getattr(self, item.name)
                 need(_in_range(value, item), item.name, _range_text(item))
         need(self.jacobian in JACOBIANS, "jacobian", f"one of {JACOBIANS}")
+        need(self.blood_pool_jacobian in BLOOD_POOL_JACOBIANS, "blood_pool_jacobian", f"one of {BLOOD_POOL_JACOBIANS}")
         need(isinstance(self.device, str) and (self.device in ("auto", "cpu") or self.device.startswith("cuda")),
              "device", "'auto', 'cpu' or 'cuda[:N]'")
         need(self.normalization in NORMALIZATIONS, "normalization", f"one of {NORMALIZATIONS}")

@@ -57,6 +57,11 @@ class DisplacementMap:
             jacobian[:, :, axis] += difference / (2.0 * step_mm)
         return jacobian
 
+    def deformation_gradient_at(self, points_mm: np.ndarray) -> np.ndarray:
+        """F = grad phi (N, 3, 3) at reference-frame points (``F[n, i, j] = d phi_i / d x_j``, LPS mm per mm).
+        Here by central differences (:meth:`jacobian_finite_difference`); exact where a subclass can do better."""
+        return self.jacobian_finite_difference(points_mm)
+
     def inverse_map_points(self, points_mm: np.ndarray, iterations: int = 100, tolerance_mm: float = 1e-3,
                            newton_iterations: int = 30) -> tuple[np.ndarray, np.ndarray]:
         """phi^-1: moving-frame points (N, 3) LPS mm -> the reference-frame points that map onto them.
@@ -167,3 +172,8 @@ class SampledDisplacementMap(DisplacementMap):
     def displacement_at(self, points_mm: np.ndarray) -> np.ndarray:
         out = [self._sampler(x) for x in tensor_chunks(points_mm, self._device)]
         return torch.cat(out).double().cpu().numpy() if out else np.zeros((0, 3))
+
+    def deformation_gradient_at(self, points_mm: np.ndarray) -> np.ndarray:
+        """F = grad phi (N, 3, 3) by central differences one grid spacing either side (the trilinear field's
+        gradient is constant within a cell and jumps between cells; this averages it over two cells)."""
+        return self.jacobian_finite_difference(points_mm, step_mm=float(min(self.grid.spacing)))

@@ -37,16 +37,33 @@ def symmetric_jacobian_penalty(determinant: torch.Tensor, tau: float = 10.0, eps
     return torch.clamp(ratio, max=tau)
 
 
+def blood_pool_relative_determinant(determinant: torch.Tensor, blood_pool: torch.Tensor) -> torch.Tensor:
+    """``det J`` with the LV blood pool's points divided by their (detached) mean.
+
+    The LV cavity empties by the ejection fraction each beat: a map of the cavity onto the smaller cavity has det J
+    near ESV / EDV there, and the paper's penalty (det J towards 1 everywhere) resists exactly that, so the
+    endocardium lags, the wall thins and the ES volume comes out large (measured on the phantom: EF 54 % against a
+    true 58 %, radial strain 35 % against 45 %). Relative to the pool's own mean, the penalty still forbids folding
+    and uneven compression but lets the cavity empty; with the pool at rest it is the paper's penalty.
+    """
+    if not bool(blood_pool.any()):
+        return determinant
+    mean = determinant[blood_pool].detach().mean().clamp_min(1e-3)
+    return torch.where(blood_pool, determinant / mean, determinant)
+
+
 def registration_loss(fixed_image: torch.Tensor, moving_image: torch.Tensor,
                       fixed_sdf: torch.Tensor | None, moving_sdf: torch.Tensor | None,
                       determinant: torch.Tensor | None, alpha: float, regularization_weight: float,
-                      tau: float, local_group: int = 0) -> dict[str, torch.Tensor]:
+                      tau: float, local_group: int = 0,
+                      blood_pool: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The paper's Eq. (4): ``(1 - alpha) (-NCC(image)) + alpha (-NCC(SDF)) + lambda mean(L_sjac)``.
 
     Returns the total under ``"loss"`` and its parts (``"image_ncc"``, ``"sdf_ncc"``, ``"jacobian"``).
     ``alpha`` must be 0 when no SDF is given; the Jacobian term is skipped when ``determinant`` is None.
     ``local_group`` > 0: the image NCC is the mean over consecutive groups of that many points (local NCC); the SDF
-    term stays global.
+    term stays global. ``blood_pool`` (bool, one per determinant): points in the LV blood pool, whose determinants
+    are penalised relative to their mean (:func:`blood_pool_relative_determinant`).
     """
     terms: dict[str, torch.Tensor] = {}
     total = torch.zeros((), dtype=fixed_image.dtype, device=fixed_image.device)
@@ -60,6 +77,8 @@ def registration_loss(fixed_image: torch.Tensor, moving_image: torch.Tensor,
         terms["sdf_ncc"] = normalized_cross_correlation(fixed_sdf, moving_sdf)
         total = total - alpha * terms["sdf_ncc"]
     if determinant is not None and regularization_weight > 0.0:
+        if blood_pool is not None:
+            determinant = blood_pool_relative_determinant(determinant, blood_pool)
         terms["jacobian"] = symmetric_jacobian_penalty(determinant, tau).mean()
         total = total + regularization_weight * terms["jacobian"]
     terms["loss"] = total

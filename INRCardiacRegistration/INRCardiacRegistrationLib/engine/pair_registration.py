@@ -54,12 +54,12 @@ def normalized_intensities(volume: Volume, config: RegistrationConfig) -> np.nda
 
 
 def _check_inputs(fixed: Volume, moving: Volume, fixed_label: Volume | None, moving_label: Volume | None,
-                  mask: Volume | None) -> None:
+                  mask: Volume | None, blood_pool: Volume | None = None) -> None:
     for volume in (fixed, moving):
         if volume.array.ndim != 3:
             raise InputError(f"{volume.name} must be 3D, got {volume.array.ndim}D")
         volume.require_finite()
-    for label, image in ((fixed_label, fixed), (moving_label, moving), (mask, fixed)):
+    for label, image in ((fixed_label, fixed), (moving_label, moving), (mask, fixed), (blood_pool, fixed)):
         if label is None:
             continue
         image.require_same_grid(label)
@@ -74,6 +74,7 @@ def register_pair(
     fixed_label: Volume | None = None,
     moving_label: Volume | None = None,
     mask: Volume | None = None,
+    blood_pool: Volume | None = None,
     config: RegistrationConfig | None = None,
     initial: PairRegistration | Siren | None = None,
     coordinates: NormalizedCoordinates | None = None,
@@ -88,6 +89,9 @@ def register_pair(
             loss with weight ``config.alpha``; if either is missing, alpha = 0 is used for this pair.
         mask: where training points are drawn (fixed grid, already dilated as wanted). Default: the fixed
             label dilated by ``config.myocardium_margin_mm``.
+        blood_pool: the LV cavity of the fixed frame (boolean, fixed grid): with ``config.blood_pool_jacobian``
+            "relative" its points' Jacobian penalty is taken relative to their mean (see
+            :func:`.losses.blood_pool_relative_determinant`).
         config: hyper-parameters (default: the paper's).
         initial: warm start from a previous registration or network (same width/depth/omega).
         coordinates: normalised coordinate frame to use (default: around the sampling mask).
@@ -95,7 +99,7 @@ def register_pair(
         cancel: a ``threading.Event`` or a callable; when set, :class:`RegistrationCancelled` is raised.
     """
     config = config or RegistrationConfig()
-    _check_inputs(fixed, moving, fixed_label, moving_label, mask)
+    _check_inputs(fixed, moving, fixed_label, moving_label, mask, blood_pool)
     device = resolve_device(config.device)
     if mask is None:
         if fixed_label is None:
@@ -113,6 +117,10 @@ def register_pair(
     fixed_sampler = VolumeSampler(fixed_channels, fixed.geometry, device)
     moving_sampler = VolumeSampler(moving_channels, moving.geometry, device)
     points = MaskPointSampler(mask, device)
+    pool_sampler = None
+    if blood_pool is not None and config.blood_pool_jacobian == "relative":
+        pool_sampler = VolumeSampler([np.asarray(blood_pool.array, dtype=np.float32)], blood_pool.geometry, device,
+                                     mode="nearest")
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
@@ -174,6 +182,8 @@ def register_pair(
             fixed_values[:, 0], moving_values[:, 0],
             fixed_values[:, 1] if alpha > 0 else None, moving_values[:, 1] if alpha > 0 else None,
             determinant, alpha, config.regularization_weight, config.tau, local_group=group,
+            blood_pool=None if pool_sampler is None or determinant is None else
+            pool_sampler(x_mm[:jacobian_points])[:, 0] > 0.5,
         )
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()

@@ -69,6 +69,15 @@ class PairRegistration(DisplacementMap):
             out.append(determinant_of_identity_plus(jacobian_u))
         return torch.cat(out).double().cpu().numpy() if out else np.zeros((0,))
 
+    @torch.no_grad()
+    def deformation_gradient_at(self, points_mm: np.ndarray) -> np.ndarray:
+        """F = grad phi (N, 3, 3) at fixed-frame points, exact (the network's analytic Jacobian; physical mm per
+        mm, the normalisation scale cancels)."""
+        eye = torch.eye(3, dtype=torch.float64)
+        out = [self.network.forward_with_jacobian(self.coordinates.to_normalized(x))[1].double().cpu() + eye
+               for x in tensor_chunks(points_mm, self.torch_device)]
+        return torch.cat(out).numpy() if out else np.zeros((0, 3, 3))
+
     # --- grids ----------------------------------------------------------------------------------
     def displacement_on_grid(self, grid: Geometry | None = None) -> np.ndarray:
         """u sampled at the voxel centres of ``grid`` (default: the fixed grid): (k, j, i, 3), LPS mm."""

@@ -16,6 +16,8 @@ Slicer and on the PyPI ``slicer-core`` wheel alike.
 - a segmentation sequence: the reference myocardium propagated to each frame (``labels/frame_NNN.nii.gz``);
 - a markups sequence (``landmarks/frame_NNN.mrk.json``) and one curve per landmark along its trajectory;
 - a table of ``metrics.csv`` (plus the phase in % of the cycle) and plot charts of Dice, HD95 and TRE per phase;
+- when the run measured the cardiac function: tables of ``function.csv`` and ``strain_segments.csv`` and charts of
+  the LV and myocardial volume and of the global strain (GLS, GCS, GRS) and twist per phase;
 - all sequences synchronised in one sequence browser: the CT's own browser when given, else a new one.
 
 :func:`export_inputs` writes what the worker reads: the frames of a CT volume sequence, label maps made from
@@ -32,6 +34,7 @@ Points in MRML are RAS; the run folder is LPS.
 
 from __future__ import annotations
 
+import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +65,7 @@ class RunNodes:
     frames: list[int] = field(default_factory=list)
     index_values: list[str] = field(default_factory=list)  # sequence index value of each frame
     stabilising_transforms: object | None = None  # FromParent = phi: stabilises each frame onto the reference
+    function: dict = field(default_factory=dict)  # "table", "segments" (table nodes) and the function's charts
 
 
 def scene_or_default(scene):
@@ -208,37 +212,87 @@ def _add_frame(scene, nodes: RunNodes, run: RunFolder, frame: int, value: str) -
         scene.RemoveNode(markups)
 
 
-def _update_table(scene, nodes: RunNodes, run: RunFolder, frames: int) -> None:
-    """The metrics table (one row per finished frame, ``phase_pct`` first) and the Dice/HD95/TRE charts."""
+def _fill_table(table_node, columns: list[str], kinds: dict[str, str], rows: list[dict]) -> None:
+    """Give ``table_node`` a new vtkTable: one column per name, of kind ``kinds[name]`` ("d" integer, "s" text,
+    else a double), one row per dict (a missing or empty value is NaN in a double column)."""
     import vtk
 
-    rows = [{**row, "phase_pct": phase_pct(row["frame"], frames)} for row in run.read_metrics()]
     table = vtk.vtkTable()
-    for name in ("frame", "phase_pct", *METRIC_COLUMNS[1:]):
-        kind = "d" if name == "frame" else "f" if name == "phase_pct" else metric(name).form[-1]
+    for name in columns:
+        kind = kinds.get(name, "f")
         array = {"d": vtk.vtkIntArray, "s": vtk.vtkStringArray}.get(kind, vtk.vtkDoubleArray)()
         array.SetName(name)
         for row in rows:
-            array.InsertNextValue(row[name])
+            value = row.get(name)
+            if kind not in ("d", "s"):
+                value = math.nan if value in (None, "") else float(value)
+            array.InsertNextValue(int(value) if kind == "d" else value)
         table.AddColumn(array)
-    nodes.table.SetAndObserveTable(table)
+    table_node.SetAndObserveTable(table)
+
+
+def _chart(scene, table_node, title: str, y_title: str, series: list[tuple[str, str]]):
+    """A plot chart of ``series`` (column, name) of ``table_node`` against its ``phase_pct`` column."""
+    chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", title)
+    for column, name in series:
+        plot = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", name)
+        plot.SetAndObserveTableNodeID(table_node.GetID())
+        plot.SetXColumnName("phase_pct")
+        plot.SetYColumnName(column)
+        plot.SetPlotType(plot.PlotTypeScatter)
+        plot.SetMarkerStyle(plot.MarkerStyleCircle)
+        chart.AddAndObservePlotSeriesNodeID(plot.GetID())
+    chart.SetTitle(title)
+    chart.SetXAxisTitle("phase (% of the cycle)")
+    chart.SetYAxisTitle(y_title)
+    return chart
+
+
+def _update_table(scene, nodes: RunNodes, run: RunFolder, frames: int) -> None:
+    """The metrics table (one row per finished frame, ``phase_pct`` first) and the Dice/HD95/TRE charts."""
+    rows = [{**row, "phase_pct": phase_pct(row["frame"], frames)} for row in run.read_metrics()]
+    columns = ["frame", "phase_pct", *METRIC_COLUMNS[1:]]
+    kinds = {name: metric(name).form[-1] for name in METRIC_COLUMNS[1:]}
+    _fill_table(nodes.table, columns, {**kinds, "frame": "d", "phase_pct": "f"}, rows)
     for name in TRACKING_METRICS:
         if not any(math.isfinite(row[name]) for row in rows) or name in nodes.charts:
             continue
         entry = metric(name)
-        title = entry.title
-        series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", f"{title} per phase")
-        series.SetAndObserveTableNodeID(nodes.table.GetID())
-        series.SetXColumnName("phase_pct")
-        series.SetYColumnName(name)
-        series.SetPlotType(series.PlotTypeScatter)
-        series.SetMarkerStyle(series.MarkerStyleCircle)
-        chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", f"{title} per phase")
-        chart.AddAndObservePlotSeriesNodeID(series.GetID())
-        chart.SetTitle(f"{title} per phase")
-        chart.SetXAxisTitle("phase (% of the cycle)")
-        chart.SetYAxisTitle(entry.label)
-        nodes.charts[name] = chart
+        nodes.charts[name] = _chart(scene, nodes.table, f"{entry.title} per phase", entry.label,
+                                    [(name, f"{entry.title} per phase")])
+
+
+FUNCTION_CHARTS = {
+    "volumes": ("LV volumes per phase", "volume (mL)", [("lv_volume_ml", "LV cavity volume"),
+                                                        ("myocardium_volume_ml", "myocardial volume")]),
+    "strain": ("Global strain per phase", "Green-Lagrange strain (%)", [("gls_pct", "GLS"), ("gcs_pct", "GCS"),
+                                                                         ("grs_pct", "GRS")]),
+    "twist": ("Twist per phase", "apical - basal rotation (degrees)", [("twist_deg", "twist")]),
+}
+
+
+def _update_function(scene, nodes: RunNodes, run: RunFolder, prefix: str) -> None:
+    """Tables of ``function.csv`` and ``strain_segments.csv`` and the volume, strain and twist charts, when the
+    run folder has them (refreshed on every call)."""
+    if not run.function_csv.is_file():
+        return
+    with open(run.function_csv, encoding="utf-8", newline="") as stream:
+        reader = csv.DictReader(stream)
+        rows, columns = list(reader), list(reader.fieldnames or [])
+    if "table" not in nodes.function:
+        nodes.function["table"] = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{prefix} function")
+    _fill_table(nodes.function["table"], columns, {"frame": "d"}, rows)
+    if run.strain_segments_csv.is_file():
+        with open(run.strain_segments_csv, encoding="utf-8", newline="") as stream:
+            reader = csv.DictReader(stream)
+            segment_rows, segment_columns = list(reader), list(reader.fieldnames or [])
+        if "segments" not in nodes.function:
+            nodes.function["segments"] = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{prefix} strain per segment")
+        _fill_table(nodes.function["segments"], segment_columns, {"frame": "d", "segment": "d"}, segment_rows)
+    for key, (title, y_title, series) in FUNCTION_CHARTS.items():
+        present = [(column, name) for column, name in series if column in columns]
+        if present and key not in nodes.function:
+            nodes.function[key] = _chart(scene, nodes.function["table"], f"{prefix} {title}", y_title, present)
 
 
 def _update_curves(scene, nodes: RunNodes, run: RunFolder) -> None:
@@ -305,12 +359,13 @@ def import_run(run_dir: str | Path, scene=None, browser=None, nodes: RunNodes | 
     nodes.frames.sort()
     _update_table(scene, nodes, run, frames)
     _update_curves(scene, nodes, run)
+    _update_function(scene, nodes, run, prefix)
     sequences_logic().UpdateProxyNodesFromSequences(nodes.browser)
     return nodes
 
 
 # --- export -----------------------------------------------------------------------------------------------
-MYOCARDIUM_VALUE, HEART_VALUE = 1, 2
+MYOCARDIUM_VALUE, HEART_VALUE, BLOOD_POOL_VALUE = 1, 2, 3
 
 
 def _segment_id(segmentation, name: str, frame: int) -> str:
@@ -323,8 +378,8 @@ def _segment_id(segmentation, name: str, frame: int) -> str:
 
 
 def export_inputs(ct_sequence, out_dir: str | Path, *, segmentations=None, myocardium_segment: str = "",
-                  heart_segments: list[str] | None = None, landmarks=None, annotated_landmarks=None,
-                  scene=None) -> InputFiles:
+                  heart_segments: list[str] | None = None, blood_pool_segment: str = "", landmarks=None,
+                  annotated_landmarks=None, scene=None) -> InputFiles:
     """Write the inputs of a run from MRML nodes into ``out_dir`` and return them as a run request's input files.
 
     Args:
@@ -335,13 +390,16 @@ def export_inputs(ct_sequence, out_dir: str | Path, *, segmentations=None, myoca
         heart_segments: names of further segments that make up the heart mask for sampling (value 2); the
             mask is then labels 1 and 2. Frames whose segmentation lacks them get only the myocardium (the worker
             takes the heart mask from the reference frame alone); each must occur in some frame.
+        blood_pool_segment: name of the LV-cavity segment (value 3; part of the heart mask when heart segments are
+            given): the run then measures the cardiac function and treats the cavity's Jacobian penalty as its
+            own (``blood_pool_label``).
         landmarks: a ``vtkMRMLMarkupsFiducialNode`` placed on the reference frame.
         annotated_landmarks: expert positions of (some of) those landmarks in other frames, for the TRE: a
             markups sequence with one item per frame, or ``{frame: markups node}``; the landmarks present in every
             given frame are used (matched by label).
 
     Returns the :class:`~..cycle.request.InputFiles` of the written files (frames, per-frame label maps with the
-    myocardium = 1 and heart = 2, landmarks), ready for a :class:`~..cycle.request.RunRequest`.
+    myocardium = 1, heart = 2 and LV blood pool = 3, landmarks), ready for a :class:`~..cycle.request.RunRequest`.
     """
     scene = scene_or_default(scene)
     out = Path(out_dir)
@@ -359,6 +417,7 @@ def export_inputs(ct_sequence, out_dir: str | Path, *, segmentations=None, myoca
         raise InputError("name the LV-myocardium segment (myocardium_segment)")
     label_specs = []
     heart_found: set[str] = set()
+    pool_found = False
     for t, segmentation in sorted(by_frame.items()):
         if not 0 <= t < frames:
             raise InputError(f"segmentation given for frame {t}, but the CT sequence has frames 0..{frames - 1}")
@@ -366,7 +425,11 @@ def export_inputs(ct_sequence, out_dir: str | Path, *, segmentations=None, myoca
         labels = None
         present = [n for n in heart_segments or [] if segmentation.GetSegmentation().GetSegmentIdBySegmentName(n)]
         heart_found.update(present)
-        for name, value in [*((n, HEART_VALUE) for n in present), (myocardium_segment, MYOCARDIUM_VALUE)]:
+        pool = [(blood_pool_segment, BLOOD_POOL_VALUE)] if blood_pool_segment and \
+            segmentation.GetSegmentation().GetSegmentIdBySegmentName(blood_pool_segment) else []
+        pool_found = pool_found or bool(pool)
+        for name, value in [*((n, HEART_VALUE) for n in present if n != blood_pool_segment), *pool,
+                            (myocardium_segment, MYOCARDIUM_VALUE)]:
             mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, _segment_id(segmentation, name, t),
                                                               reference) > 0
             labels = np.zeros(mask.shape, np.uint8) if labels is None else labels
@@ -383,6 +446,8 @@ def export_inputs(ct_sequence, out_dir: str | Path, *, segmentations=None, myoca
     missing_heart = [n for n in heart_segments or [] if n not in heart_found]
     if missing_heart:
         raise InputError(f"no segmentation has the heart segment(s) {missing_heart}")
+    if blood_pool_segment and not pool_found:
+        raise InputError(f"no segmentation has the LV blood-pool segment {blood_pool_segment!r}")
     landmark_path = None
     if landmarks is not None:
         if landmarks.GetNumberOfControlPoints() == 0:
@@ -397,7 +462,9 @@ def export_inputs(ct_sequence, out_dir: str | Path, *, segmentations=None, myoca
                                                 _annotated_trajectories(annotated_landmarks, frames))
     return InputFiles(image=out / "frames", labels=tuple(label_specs),
                       myocardium_label=MYOCARDIUM_VALUE if label_specs else None,
-                      heart_label=(MYOCARDIUM_VALUE, HEART_VALUE) if label_specs and heart_segments else (),
+                      heart_label=((MYOCARDIUM_VALUE, HEART_VALUE) + ((BLOOD_POOL_VALUE,) if pool_found else ())
+                                   if label_specs and heart_segments else ()),
+                      blood_pool_label=BLOOD_POOL_VALUE if pool_found else None,
                       landmarks=landmark_path, landmarks_annotated=annotated_path)
 
 

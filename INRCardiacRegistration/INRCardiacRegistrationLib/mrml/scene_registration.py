@@ -66,8 +66,8 @@ class SceneRegistration:
 
     # --- starting ----------------------------------------------------------------------------------------
     def start(self, ct_sequence, *, segmentations=None, myocardium_segment: str = "",
-              heart_segments: list[str] | None = None, landmarks=None, annotated_landmarks=None,
-              settings: CycleConfig | None = None, extra_options: list[str] | None = None,
+              heart_segments: list[str] | None = None, blood_pool_segment: str = "", landmarks=None,
+              annotated_landmarks=None, settings: CycleConfig | None = None, extra_options: list[str] | None = None,
               browser=None) -> SceneRegistration:
         """Export the inputs from the scene and start the worker on them.
 
@@ -83,12 +83,14 @@ class SceneRegistration:
             raise InputError(f"output folder {self.run.root} is not empty: choose a new folder")
         settings = settings if settings is not None else CycleConfig()
         refused = {name: "the scene's inputs" for name in ("image", "labels", "myocardium_label", "heart_label",
-                                                           "landmarks", "landmarks_annotated", "blood_pool_label")}
+                                                           "landmarks", "landmarks_annotated", "blood_pool_label",
+                                                           "rv_label")}
         RunRequest(settings=settings).with_options(extra_options or [], "extra options", refused)  # fails early
         self.browser = browser or browser_for_sequence(ct_sequence, self.scene)
         self.exported = export_inputs(ct_sequence, self.run.inputs_dir, segmentations=segmentations,
                                       myocardium_segment=myocardium_segment, heart_segments=heart_segments,
-                                      landmarks=landmarks, annotated_landmarks=annotated_landmarks, scene=self.scene)
+                                      blood_pool_segment=blood_pool_segment, landmarks=landmarks,
+                                      annotated_landmarks=annotated_landmarks, scene=self.scene)
         self.request = RunRequest(self.exported, settings).with_options(extra_options or [], "extra options",
                                                                          refused)
         return self._launch(worker_command(self.python, self.run.root, self.request))

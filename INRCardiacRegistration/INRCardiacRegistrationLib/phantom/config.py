@@ -64,6 +64,11 @@ class PhantomConfig:
     rendering, moved to the centre of the field of view (its grid centre on ``HEART_CENTRE_LPS``) and deformed
     with the same motion, so the ground truth stays exact. The labels and landmarks stay those of the phantom's
     anatomy (they do not follow the real CT's anatomy): score such runs by the dense error and landmark TRE.
+
+    ``hypokinetic_segment``: an AHA segment (1-16) with regional dysfunction: there the cavity core's cross-section
+    shrinks by only ``hypokinetic_motion`` of its normal area change (1 - k^2; :func:`.motion.hypokinesis_weight`),
+    which leaves about 0.2 of the normal radial wall motion at 0.25; the EF then falls below ``ejection_fraction``
+    (the labels give the true one).
     """
 
     frames: int = 20
@@ -80,6 +85,8 @@ class PhantomConfig:
     translation_mm: tuple[float, float, float] = (1.0, -1.0, -1.5)
     gt_spacing_mm: tuple[float, float, float] | None = None
     texture_ct: str | None = None
+    hypokinetic_segment: int | None = None
+    hypokinetic_motion: float = 0.25
 
     def __post_init__(self) -> None:
         def check(name: str, ok: bool, value: object, expectation: str) -> None:
@@ -110,7 +117,7 @@ class PhantomConfig:
         set_("seed", int(self.seed))
         for name, low, high, unit in (("noise_hu", 0.0, 500.0, "HU"), ("blur_mm", 0.0, 5.0, "mm"),
                                       ("es_fraction", 0.2, 0.6, ""), ("ejection_fraction", 0.0, 0.8, ""),
-                                      ("longitudinal_shortening", 0.0, 0.3, ""),
+                                      ("longitudinal_shortening", 0.0, 0.3, ""), ("hypokinetic_motion", 0.0, 1.0, ""),
                                       ("torsion_deg", -30.0, 30.0, "degrees")):
             value = getattr(self, name)
             ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
@@ -130,6 +137,11 @@ class PhantomConfig:
             raise InputError(f"PhantomConfig: es_fraction {self.es_fraction} with {self.frames} frames puts "
                              f"ES at frame {self.es_frame}; it must be in [1, {self.frames - 1}]")
         cavity_core_scale_squared(self.ejection_fraction, self.longitudinal_shortening)  # validates
+        if self.hypokinetic_segment is not None:
+            check("hypokinetic_segment", isinstance(self.hypokinetic_segment, (int, np.integer))
+                  and not isinstance(self.hypokinetic_segment, bool) and 1 <= self.hypokinetic_segment <= 16,
+                  self.hypokinetic_segment, "an AHA segment in 1..16")
+            set_("hypokinetic_segment", int(self.hypokinetic_segment))
         if self.texture_ct is not None:
             path = Path(self.texture_ct)
             check("texture_ct", path.is_file(), self.texture_ct, "an existing CT image file")

@@ -15,6 +15,13 @@ frame, the composition of four steps, each changing one coordinate monotonically
    towards it by the configured shortening;
 4. a small translation of the heart.
 
+A hypokinetic segment (``PhantomConfig.hypokinetic_segment``, AHA 1-16) keeps only ``hypokinetic_motion`` of the
+cavity core's radial contraction there: ``k^2`` becomes ``1 - (1 - k^2) w`` with a weight ``w(theta', z)`` that is
+``hypokinetic_motion`` inside the segment (after the twist, so theta' is known when inverting) and 1 away from it,
+with smooth borders (:func:`hypokinesis_weight`). Only the radial step changes, and it stays monotone in r at every
+(theta', z), so the map stays a bijection and the wall keeps det J = 1; the ejection fraction drops below the
+configured one (the labels give the true one).
+
 Every step fades smoothly to the identity away from the LV (from 40 to 85 mm off the long axis, and above
 the base / below the apex), so lungs, ribs and spine stay still and nothing folds (each step is a bijection).
 Frame ``t`` is rendered by evaluating the reference-frame model at ``phi_t^{-1}(y)`` for every voxel ``y``;
@@ -33,10 +40,12 @@ from ..core.geometry import Geometry
 from ..core.vocabulary import InputError
 from .config import PhantomConfig
 from .heart_frame import (
+    C_ENDO,
     T_HIGH,
     T_LOW,
     Z_APICAL,
     Z_BASE,
+    Z_C,
     Components,
     cavity_core_scale_squared,
     core_radius_squared,
@@ -139,6 +148,16 @@ class FrameMotion:
     rot_apex_rad: float           # rotation about e3 at the apical level (right-hand rule)
     rot_base_rad: float           # rotation about e3 at the base
     translation_mm: tuple[float, float, float] = field(default=(0.0, 0.0, 0.0))  # LPS
+    hypokinetic_segment: int | None = None  # AHA segment (1-16) with reduced radial contraction
+    hypokinetic_motion: float = 1.0        # share of the normal contraction kept there
+
+    def k2_at(self, theta: np.ndarray, z: np.ndarray) -> np.ndarray | float:
+        """The cavity core's squared radial scale at heart-frame angle ``theta`` (rad, after the twist) and height
+        ``z`` (mm): :attr:`k2` everywhere but in the hypokinetic segment."""
+        if self.hypokinetic_segment is None:
+            return self.k2
+        weight = hypokinesis_weight(theta, z, self.hypokinetic_segment, self.hypokinetic_motion)
+        return 1.0 - (1.0 - self.k2) * weight
 
     @property
     def is_identity(self) -> bool:
@@ -157,7 +176,47 @@ def frame_motion(config: PhantomConfig, frame: int) -> FrameMotion:
         k2=1.0 - a * (1.0 - k2_es), rot_apex_rad=-a * _APICAL_ROTATION_SHARE * torsion,
         rot_base_rad=a * (1.0 - _APICAL_ROTATION_SHARE) * torsion,
         translation_mm=tuple(a * t for t in config.translation_mm),
+        hypokinetic_segment=config.hypokinetic_segment, hypokinetic_motion=config.hypokinetic_motion,
     )
+
+
+_SEGMENT_EDGE_DEG, _LEVEL_EDGE_MM = 16.0, 8.0  # widths of the smooth borders of a hypokinetic segment
+
+
+def aha_segment_extent(segment: int) -> tuple[float, float, float, float]:
+    """``(theta_low, theta_high, z_low, z_high)`` of AHA ``segment`` (1-16) in the phantom's heart frame: angles in
+    degrees about e3 from the septal direction e1 (anterior is +90 degrees), heights in mm. The phantom's own
+    layout of the 17-segment model (Cerqueira et al. 2002): the anterior RV insertion 60 degrees from the septum's
+    centre on the anterior side, the wall from the endocardial apex (the cap below it is segment 17) to the base in
+    thirds."""
+    if not 1 <= segment <= 16:
+        raise InputError(f"AHA segment must be in 1..16, got {segment}")
+    cap = Z_C - C_ENDO
+    third = (Z_BASE - cap) / 3.0
+    if segment <= 12:
+        level = 2 if segment <= 6 else 1
+        k = (segment - 1) % 6  # 0 anterior, 1 anteroseptal, ... 5 anterolateral
+        phi_low = 300.0 if k == 0 else 60.0 * (k - 1)  # AHA angle from the anterior insertion towards the septum
+        width = 60.0
+    else:
+        level = 0
+        phi_low = {13: 285.0, 14: 15.0, 15: 105.0, 16: 195.0}[segment]
+        width = 90.0
+    # heart-frame angle theta = 60 - phi (the insertion at +60 degrees, phi growing towards the septum at 0)
+    theta_high = 60.0 - phi_low
+    return theta_high - width, theta_high, cap + level * third, cap + (level + 1) * third
+
+
+def hypokinesis_weight(theta: np.ndarray, z: np.ndarray, segment: int, motion: float) -> np.ndarray:
+    """``motion`` inside AHA ``segment`` (heart-frame angle ``theta`` in rad, height ``z`` in mm), 1 away from it,
+    with smoothstep borders ``_SEGMENT_EDGE_DEG`` / ``_LEVEL_EDGE_MM`` wide centred on the segment's edges."""
+    low, high, z_low, z_high = aha_segment_extent(segment)
+    centre, half = 0.5 * (low + high), 0.5 * (high - low)
+    offset = np.abs((np.degrees(theta) - centre + 180.0) % 360.0 - 180.0)  # angular distance from the centre
+    angular = 1.0 - smoothstep((offset - half + 0.5 * _SEGMENT_EDGE_DEG) / _SEGMENT_EDGE_DEG)
+    middle, half_height = 0.5 * (z_low + z_high), 0.5 * (z_high - z_low)
+    level = 1.0 - smoothstep((np.abs(np.asarray(z) - middle) - half_height + 0.5 * _LEVEL_EDGE_MM) / _LEVEL_EDGE_MM)
+    return 1.0 - (1.0 - motion) * angular * level
 
 
 def _twist_angle(sat: np.ndarray, fade: np.ndarray, r: np.ndarray, motion: FrameMotion) -> np.ndarray:
@@ -167,13 +226,15 @@ def _twist_angle(sat: np.ndarray, fade: np.ndarray, r: np.ndarray, motion: Frame
     return angle * fade * _radial_fade(r)
 
 
-def _radial_terms(z_slope: np.ndarray, z: np.ndarray, motion: FrameMotion) -> tuple[np.ndarray, np.ndarray]:
+def _radial_terms(z_slope: np.ndarray, z: np.ndarray, motion: FrameMotion,
+                  k2: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
     """(alpha, beta) of the radial map r1^2 = r^2 + ((alpha - 1) r^2 + beta) h(r) outside the cavity core.
 
-    alpha = 1 / z-stretch makes the wall incompressible; beta = (k^2 - alpha) Rcore^2 joins the core map.
+    alpha = 1 / z-stretch makes the wall incompressible; beta = (k^2 - alpha) Rcore^2 joins the core map (``k2``: the
+    core's squared scale at each point, :meth:`FrameMotion.k2_at`).
     """
     alpha = 1.0 / (1.0 - (1.0 - motion.s) * np.maximum(z_slope, 0.0))
-    return alpha, (motion.k2 - alpha) * core_radius_squared(z)
+    return alpha, (k2 - alpha) * core_radius_squared(z)
 
 
 def _translation_weight(p1: np.ndarray, p2: np.ndarray, p3: np.ndarray) -> np.ndarray:
@@ -197,11 +258,11 @@ def _heart_map(q1: np.ndarray, q2: np.ndarray, z: np.ndarray, motion: FrameMotio
     cos, sin = np.cos(angle), np.sin(angle)
     t1, t2 = cos * q1 - sin * q2, sin * q1 + cos * q2
     # 2. radial: cavity core r1 = k r; elsewhere area-preserving up to the longitudinal stretch
-    alpha, _ = _radial_terms(small_b, z, motion)
+    k2 = motion.k2_at(np.arctan2(t2, t1), z)
+    alpha, _ = _radial_terms(small_b, z, motion, k2)
     core2 = core_radius_squared(z)
     share = np.minimum(np.divide(core2, r2, out=np.zeros_like(r2), where=r2 > 0.0), 1.0)
-    ratio = np.sqrt(np.where(r2 < core2, motion.k2,
-                             1.0 + ((alpha - 1.0) + (motion.k2 - alpha) * share) * _radial_fade(r)))
+    ratio = np.sqrt(np.where(r2 < core2, k2, 1.0 + ((alpha - 1.0) + (k2 - alpha) * share) * _radial_fade(r)))
     p1, p2 = ratio * t1, ratio * t2
     # 3. longitudinal shortening (apex fixed), fading with the new radius
     p3 = z - (1.0 - motion.s) * big_b * _radial_fade(ratio * r)
@@ -240,10 +301,11 @@ def _inverse_heart_map(p1: np.ndarray, p2: np.ndarray, p3: np.ndarray, motion: F
         active = active[np.abs(residual) >= tolerance]
     big_b, small_b, sat, fade = _long_profile(z)
     # 2. radial: closed form inside 40 mm (h = 1), Newton in r^2 in the fading shell
-    alpha, beta = _radial_terms(small_b, z, motion)
+    k2 = motion.k2_at(np.arctan2(q2, q1), z)
+    alpha, beta = _radial_terms(small_b, z, motion, k2)
     core2 = core_radius_squared(z)
-    in_core = r1_sq < motion.k2 * core2
-    v = np.where(in_core, r1_sq / motion.k2, (r1_sq - beta) / alpha)
+    in_core = r1_sq < k2 * core2
+    v = np.where(in_core, r1_sq / k2, (r1_sq - beta) / alpha)
     shell = np.flatnonzero(~in_core & (v > _R_FADE[0] ** 2))
     if shell.size:
         a, b, target = alpha[shell], beta[shell], r1_sq[shell]
@@ -257,7 +319,7 @@ def _inverse_heart_map(p1: np.ndarray, p2: np.ndarray, p3: np.ndarray, motion: F
             if np.max(np.abs(residual), initial=0.0) < tolerance * 100.0:
                 break
         v[shell] = vs
-    on_axis = np.where(in_core, 1.0 / motion.k2, 1.0 / alpha)
+    on_axis = np.where(in_core, 1.0 / k2, 1.0 / alpha)
     ratio = np.sqrt(np.divide(v, r1_sq, out=on_axis, where=r1_sq > 0.0))
     t1, t2 = ratio * q1, ratio * q2
     # 1. twist back
@@ -294,6 +356,20 @@ def _map_points(points_lps: np.ndarray, frame: int, config: PhantomConfig, heart
 def ground_truth_map(points_lps: np.ndarray, frame: int, config: PhantomConfig) -> np.ndarray:
     """phi_t: reference-frame (frame 0) LPS points (..., 3) in mm -> their LPS positions in ``frame``."""
     return _map_points(points_lps, frame, config, _heart_map)
+
+
+def ground_truth_deformation_gradient(points_lps: np.ndarray, frame: int, config: PhantomConfig,
+                                      step_mm: float = 1e-3) -> np.ndarray:
+    """F = grad phi_t (N, 3, 3) at reference-frame LPS points (N, 3): ``F[n, i, j] = d phi_i / d x_j`` by central
+    differences of the analytic map with a ``step_mm`` step (the map is C1, so the error is O(step^2))."""
+    points = _checked_points(points_lps).reshape(-1, 3)
+    gradient = np.empty((points.shape[0], 3, 3))
+    for axis in range(3):
+        offset = np.zeros(3)
+        offset[axis] = step_mm
+        forward = ground_truth_map(points + offset, frame, config)
+        gradient[:, :, axis] = (forward - ground_truth_map(points - offset, frame, config)) / (2.0 * step_mm)
+    return gradient
 
 
 def inverse_ground_truth_map(points_lps: np.ndarray, frame: int, config: PhantomConfig) -> np.ndarray:

@@ -1,7 +1,8 @@
-"""Cardiac function of a run folder (LV volumes, EDV/ESV/SV/EF, ES frame): the definitions on known numbers, and on
-a real run of the tiny phantom the carried LV cavity against an independent path (SimpleITK inverts the written
-field and resamples the reference cavity), ``function.json``/``function.csv`` written by ``register``, the
-``function`` command and its one-line errors."""
+"""Cardiac function of a run folder (LV volumes, EDV/ESV/SV/EF, ES frame, strain): the definitions on known numbers,
+and on a real run of the tiny phantom the carried LV cavity against an independent path (SimpleITK inverts the
+written field, resamples the reference cavity and carries the annulus points; numpy fits the plane),
+``function.json``/``function.csv``/``strain_segments.csv`` written by ``register``, the ``function`` command and its
+one-line errors."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from helpers import register_argv
 from INRCardiacRegistrationLib.cli.main import main
 from INRCardiacRegistrationLib.core.masks import volume_ml
 from INRCardiacRegistrationLib.cycle.run_folder import RunFolder
-from INRCardiacRegistrationLib.function.volumes import CardiacFunction
+from INRCardiacRegistrationLib.function.basal_plane import find_basal_annulus
+from INRCardiacRegistrationLib.function.cardiac_function import CardiacFunction
+from INRCardiacRegistrationLib.function.volumes import capped_cavity
 
 
 def test_the_definitions_on_known_volumes():
@@ -31,9 +34,11 @@ def test_the_definitions_on_known_volumes():
     assert volume_ml(np.ones((10, 10, 10)), (1.0, 1.0, 2.0)) == 2.0
 
 
-def _independent_lv_volume(run: RunFolder, reference_cavity: np.ndarray, reference: sitk.Image, frame: int) -> float:
+def _independent_lv_volume(run: RunFolder, reference_cavity: np.ndarray, reference: sitk.Image, frame: int,
+                           annulus: np.ndarray, open_direction: np.ndarray) -> float:
     """The reference cavity carried to ``frame`` by SimpleITK: the written field inverted with
-    InvertDisplacementField, the cavity resampled linearly through it and thresholded at 0.5."""
+    InvertDisplacementField, the cavity resampled linearly through it and thresholded at 0.5, then cut at the plane
+    (SVD here) through the annulus points carried by the field's TransformPoint."""
     field = sitk.ReadTransform(str(run.transform_path(frame)))
     field = sitk.DisplacementFieldTransform(field).GetDisplacementField()
     inverse = sitk.InvertDisplacementField(field, maximumNumberOfIterations=100, maxErrorToleranceThreshold=1e-3,
@@ -41,24 +46,40 @@ def _independent_lv_volume(run: RunFolder, reference_cavity: np.ndarray, referen
     cavity = sitk.GetImageFromArray(reference_cavity.astype(np.float32))
     cavity.CopyInformation(reference)
     carried = sitk.Resample(cavity, reference, sitk.DisplacementFieldTransform(inverse), sitk.sitkLinear, 0.0)
-    return volume_ml(sitk.GetArrayFromImage(carried) >= 0.5, reference.GetSpacing())
+    forward = sitk.DisplacementFieldTransform(sitk.Image(field))
+    moved = np.array([forward.TransformPoint(tuple(map(float, p))) for p in annulus])
+    centre = moved.mean(axis=0)
+    normal = np.linalg.svd(moved - centre)[2][2]
+    normal = normal if normal @ open_direction > 0 else -normal
+    kji = np.indices(sitk.GetArrayFromImage(carried).shape).reshape(3, -1)
+    direction = np.reshape(reference.GetDirection(), (3, 3))
+    points = np.asarray(reference.GetOrigin()) + (direction @ (np.asarray(reference.GetSpacing())[:, None]
+                                                               * kji[::-1])).T
+    below = ((points - centre) @ normal <= 0).reshape(carried.GetSize()[::-1])
+    return volume_ml((sitk.GetArrayFromImage(carried) >= 0.5) & below, reference.GetSpacing())
 
 
 @pytest.mark.slow
 def test_register_writes_the_function_and_the_volumes_agree_with_simpleitk(tiny_run, tiny_phantom):
-    """The phantom's request names its LV blood pool, so ``register`` writes function.json/csv. The reference
-    volume is the label's; the carried volumes agree with SimpleITK's own inversion and resampling (2 %)."""
+    """The phantom's request names its LV blood pool, so ``register`` writes function.json/csv and
+    strain_segments.csv. The reference volume is the label's below the annulus plane; the carried volumes agree with
+    SimpleITK's own inversion, resampling and point transform (2 %)."""
     summary = json.loads(tiny_run.function_json.read_text())
     rows = tiny_run.function_csv.read_text().splitlines()
-    assert rows[0] == "frame,phase_pct,lv_volume_ml,myocardium_volume_ml" and len(rows) == 5
+    assert rows[0] == "frame,phase_pct,lv_volume_ml,myocardium_volume_ml,gls_pct,gcs_pct,grs_pct,twist_deg"
+    assert len(rows) == 5
     volumes = [float(line.split(",")[2]) for line in rows[1:]]
     labels = tiny_phantom.labels[0]
-    cavity = np.asarray(labels.array) == 2
-    assert volumes[0] == pytest.approx(volume_ml(cavity, labels.geometry.spacing), rel=1e-5)  # 6 digits in the CSV
+    values = np.asarray(labels.array)
+    cavity = values == 2
+    annulus = find_basal_annulus(cavity, values == 1, labels.geometry)
+    reference_volume = volume_ml(capped_cavity(cavity, labels.geometry, annulus), labels.geometry.spacing)
+    assert volumes[0] == pytest.approx(reference_volume, rel=1e-5)  # 6 digits in the CSV
+    assert reference_volume > 0.95 * volume_ml(cavity, labels.geometry.spacing)
     reference = sitk.ReadImage(str(tiny_run.label_path(0)))
     ours_vs_sitk = []
     for t in (1, 2, 3):
-        theirs = _independent_lv_volume(tiny_run, cavity, reference, t)
+        theirs = _independent_lv_volume(tiny_run, cavity, reference, t, annulus.points_mm, annulus.open_direction)
         ours_vs_sitk.append(abs(volumes[t] - theirs) / theirs)
     print(f"LV volume per frame {volumes} mL; relative difference to SimpleITK's inversion "
           f"{', '.join(f'{d:.2%}' for d in ours_vs_sitk)}; EF {summary['ef_pct']:.1f} %")
@@ -67,6 +88,11 @@ def test_register_writes_the_function_and_the_volumes_agree_with_simpleitk(tiny_
     assert summary["esv_ml"] == pytest.approx(min(volumes), rel=1e-5)
     assert summary["ef_pct"] == pytest.approx(100 * (max(volumes) - min(volumes)) / max(volumes), rel=1e-4)
     assert "LV function: EDV" in tiny_run.summary_txt.read_text()
+    assert "Peak strain: GLS" in tiny_run.summary_txt.read_text()
+    segments = tiny_run.strain_segments_csv.read_text().splitlines()
+    assert segments[0] == "frame,segment,radial_pct,circumferential_pct,longitudinal_pct"
+    assert len(segments) == 1 + 4 * 17
+    assert summary["peak_gls_pct"] < 0 and summary["details"]["deformation_gradient_from"] == ["network (exact)"]
 
 
 @pytest.mark.slow
@@ -81,6 +107,7 @@ def test_the_function_command_and_its_errors(tiny_run, tiny_phantom, tmp_path, c
         ("--blood-pool-label", "7"):
             "LV blood pool label value(s) 7 do not occur in the reference frame 0 (values present: 1, 2, 3)",
         ("--es-frame", "9"): "ES frame 9 is outside the run's frames 0..3",
+        ("--rv-label", "9"): "RV cavity label value(s) 9 do not occur in the reference frame 0",
     }
     for options, message in errors.items():
         assert main(["function", str(copy), *options]) == 2
