@@ -203,6 +203,7 @@ class INRCardiacRegistrationParameterNode:
     referenceSegmentation: vtkMRMLSegmentationNode
     myocardiumSegment: str = "LV myocardium"
     heartSegments: str = ""  # comma-separated segment names forming the heart mask with the myocardium
+    bloodPoolSegment: str = ""  # the LV cavity segment: the run then measures the cardiac function
     # landmarks
     landmarks: vtkMRMLMarkupsFiducialNode
     annotatedLandmarks: vtkMRMLSequenceNode
@@ -392,6 +393,7 @@ class INRCardiacRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationM
             p.myocardiumSource = MyocardiumSource.SegmentationSequence
             p.myocardiumSegment = result.myocardium_segment
             p.heartSegments = ", ".join(result.heart_segments)
+            p.bloodPoolSegment = result.blood_pool_segment
             self.showStatus(_("TotalSegmentator segmented every frame."))
 
     def onSegmentationLog(self, text):
@@ -612,9 +614,9 @@ class INRCardiacRegistrationLogic(ScriptedLoadableModuleLogic):
         return pathlib.Path(slicer.app.cachePath) / "INRCardiacRegistration"
 
     def process(self, ctSequence, segmentations=None, myocardiumSegment="LV myocardium", heartSegments=None,
-                landmarks=None, annotatedLandmarks=None, referenceFrame=0, mode="non-sequential", alpha=0.8,
-                preset="paper", device="auto", parameters=None, extraOptions=None, outputDirectory=None,
-                runName=None, stabilising=False):
+                bloodPoolSegment="", landmarks=None, annotatedLandmarks=None, referenceFrame=0,
+                mode="non-sequential", alpha=0.8, preset="paper", device="auto", parameters=None, extraOptions=None,
+                outputDirectory=None, runName=None, stabilising=False):
         """Start registering the reference frame of ``ctSequence`` to every frame, in a worker process, and return
         the running :class:`~INRCardiacRegistrationLib.mrml.scene_registration.SceneRegistration`: ``poll()`` it
         (the results grow in the scene), ``cancel()``, ``resume()``, or ``wait()`` for the result nodes.
@@ -624,7 +626,8 @@ class INRCardiacRegistrationLogic(ScriptedLoadableModuleLogic):
             segmentations: vtkMRMLSequenceNode of per-frame segmentations, or a vtkMRMLSegmentationNode of the
                 reference frame, or ``{frame: vtkMRMLSegmentationNode}``; None: image-only registration.
             myocardiumSegment: name of the LV-myocardium segment; heartSegments: names of further segments of the
-                heart mask (sampling region), e.g. ["LV blood pool", "rest of heart"].
+                heart mask (sampling region), e.g. ["LV blood pool", "rest of heart"]; bloodPoolSegment: the LV
+                cavity segment (optional): the run then also measures the cardiac function (volumes, EF, strain).
             landmarks: vtkMRMLMarkupsFiducialNode on the reference frame; annotatedLandmarks: their expert positions
                 in other frames (a markups sequence or ``{frame: markups}``) for the TRE.
             mode, alpha, preset, device: as ``inr-cardiac register``; parameters: further RegistrationConfig fields,
@@ -654,7 +657,8 @@ class INRCardiacRegistrationLogic(ScriptedLoadableModuleLogic):
         run = SceneRegistration(root / safeName, scene=slicer.mrmlScene, python=self.pythonExecutable(),
                                 env=self.workerBaseEnvironment(), name=name, stabilising=bool(stabilising))
         run.start(ctSequence, segmentations=segmentations, myocardium_segment=myocardiumSegment if segmentations
-                  else "", heart_segments=list(heartSegments or []), landmarks=landmarks,
+                  else "", heart_segments=list(heartSegments or []),
+                  blood_pool_segment=bloodPoolSegment if segmentations else "", landmarks=landmarks,
                   annotated_landmarks=annotatedLandmarks, settings=settings, extra_options=list(extraOptions or []))
         logging.info(f"INRCardiacRegistration: worker started, run folder {run.run.root}")
         return run
@@ -675,7 +679,8 @@ class INRCardiacRegistrationLogic(ScriptedLoadableModuleLogic):
                           "regularization_weight": p.regularizationWeight, "seed": p.seed}
         heart = [s.strip() for s in p.heartSegments.split(",") if s.strip()]
         return self.process(p.ctSequence, segmentations=segmentations, myocardiumSegment=p.myocardiumSegment,
-                            heartSegments=heart, landmarks=p.landmarks, annotatedLandmarks=p.annotatedLandmarks,
+                            heartSegments=heart, bloodPoolSegment=p.bloodPoolSegment.strip(), landmarks=p.landmarks,
+                            annotatedLandmarks=p.annotatedLandmarks,
                             referenceFrame=p.referenceFrame, mode=p.mode.value, alpha=p.alpha, preset=p.preset.value,
                             device=p.device.value, parameters=parameters, extraOptions=shlex.split(p.extraOptions),
                             outputDirectory=p.outputDirectory, runName=p.runName or None,
@@ -699,7 +704,7 @@ class INRCardiacRegistrationLogic(ScriptedLoadableModuleLogic):
         proxy = browser.GetProxyNode(nodes.segmentations) if browser else None
         if proxy is not None and proxy.GetDisplayNode() is None:
             proxy.CreateDefaultDisplayNodes()
-        chart = nodes.charts.get("tre_mm") or nodes.charts.get("dice")
+        chart = nodes.function.get("volumes") or nodes.charts.get("tre_mm") or nodes.charts.get("dice")
         if chart is not None and slicer.app.layoutManager():
             slicer.modules.plots.logic().ShowChartInLayout(chart)
         if browser is not None:
@@ -779,7 +784,8 @@ class INRCardiacRegistrationTest(ScriptedLoadableModuleTest):
         self.assertEqual(loaded.ct.GetNumberOfDataNodes(), 4)
         self.delayDisplay("Registering (tiny network, CPU)")
         run = logic.process(loaded.ct, segmentations=loaded.segmentations, myocardiumSegment="LV myocardium",
-                            heartSegments=["LV blood pool", "rest of heart"], landmarks=loaded.landmarks,
+                            heartSegments=["LV blood pool", "rest of heart"], bloodPoolSegment="LV blood pool",
+                            landmarks=loaded.landmarks,
                             preset="fast", device="cpu",
                             parameters={"width": 64, "points": 2000, "iterations": 60, "warm_start_iterations": 30,
                                         "omega": 20.0},

@@ -48,7 +48,8 @@ class StandInTotalSegmentatorLogic:
         if self.logCallback:  # as the extension's logProcessOutput passes on each line its subprocess prints
             self.logCallback(f"segmenting with task {task}")
         labels = self.phantom.labels[frame]
-        wanted = {"heartchambers_highres": [("heart_myocardium", labels.array == 1)],
+        wanted = {"heartchambers_highres": [("heart_myocardium", labels.array == 1),
+                                            ("heart_ventricle_left", labels.array == 2)],
                   "total": [("heart", labels.array > 0)]}[task]
         for name, mask in wanted:
             node = volume_node(self.scene, labels.with_array(mask.astype(np.uint8)), name, "vtkMRMLLabelMapVolumeNode")
@@ -73,13 +74,15 @@ def test_every_frame_is_segmented_and_exported(tiny_phantom, tmp_path):
     assert result.sequence.GetNumberOfDataNodes() == 4 and loaded.browser.GetSelectedItemNumber() == 1
     exported = export_inputs(loaded.ct, tmp_path / "inputs", segmentations=result.sequence,
                              myocardium_segment=result.myocardium_segment, heart_segments=result.heart_segments,
-                             scene=scene)
-    assert exported.heart_label == (1, 2) and exported.myocardium_label == 1
+                             blood_pool_segment=result.blood_pool_segment, scene=scene)
+    assert result.blood_pool_segment == "heart_ventricle_left"
+    assert exported.heart_label == (1, 2, 3) and exported.myocardium_label == 1 and exported.blood_pool_label == 3
     for t in range(4):
         written = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "inputs" / "labels" / f"frame_{t:03d}.nii.gz")))
         truth = tiny_phantom.labels[t].array
         assert np.array_equal(written == 1, truth == 1)
-        assert np.array_equal(written > 0, truth > 0 if t == 1 else truth == 1)  # the heart mask on the reference only
+        assert np.array_equal(written == 3, truth == 2)  # TotalSegmentator's LV cavity: the blood pool
+        assert np.array_equal(written > 0, truth > 0 if t == 1 else (truth == 1) | (truth == 2))  # heart: reference
 
 
 def test_a_frame_without_myocardium_is_a_clear_error(tiny_phantom):

@@ -37,6 +37,7 @@ from .bridge import new_sequence, scene_or_default, sequences_logic
 
 MYOCARDIUM_TASK = "heartchambers_highres"
 MYOCARDIUM_SEGMENT = "heart_myocardium"
+BLOOD_POOL_SEGMENT = "heart_ventricle_left"  # the LV cavity in the same task
 HEART_TASK = "total"
 HEART_SEGMENT = "heart"
 
@@ -66,6 +67,7 @@ class FrameSegmentations:
     sequence: object
     myocardium_segment: str
     heart_segments: list[str]
+    blood_pool_segment: str = ""  # the LV cavity, when TotalSegmentator found it in the reference frame
 
 
 class SegmentationCancelled(RuntimeError):
@@ -136,6 +138,7 @@ def segment_frames(logic, browser, ct_sequence, reference_frame: int = 0, *, sce
     log_callback = getattr(logic, "logCallback", None)
     if on_log is not None:
         logic.logCallback = on_log
+    blood_pool = ""
     sequence = new_sequence(scene, f"{ct_sequence.GetName()} TotalSegmentator", ct_sequence.GetIndexName(),
                              ct_sequence.GetIndexUnit(), ct_sequence.GetIndexType() == ct_sequence.NumericIndex)
     try:
@@ -158,6 +161,8 @@ def segment_frames(logic, browser, ct_sequence, reference_frame: int = 0, *, sce
                 segment_id = source.GetSegmentIdBySegmentName(_segment_name(heart, HEART_SEGMENT, t, HEART_TASK))
                 segmentation.GetSegmentation().CopySegmentFromSegmentation(source, segment_id)
                 scene.RemoveNode(heart)
+                if segmentation.GetSegmentation().GetSegmentIdBySegmentName(BLOOD_POOL_SEGMENT):
+                    blood_pool = BLOOD_POOL_SEGMENT
             sequence.SetDataNodeAtValue(segmentation, ct_sequence.GetNthIndexValue(t))
             scene.RemoveNode(segmentation)
     finally:
@@ -169,4 +174,4 @@ def segment_frames(logic, browser, ct_sequence, reference_frame: int = 0, *, sce
         sequences_logic().UpdateProxyNodesFromSequences(browser)
     if not browser.IsSynchronizedSequenceNode(sequence.GetID(), True):
         browser.AddSynchronizedSequenceNodeID(sequence.GetID())
-    return FrameSegmentations(sequence, MYOCARDIUM_SEGMENT, [HEART_SEGMENT])
+    return FrameSegmentations(sequence, MYOCARDIUM_SEGMENT, [HEART_SEGMENT], blood_pool)
