@@ -74,7 +74,7 @@ def test_the_cardiac_function_is_imported_as_tables_and_charts(worker_run):
 
     scene = new_scene()
     nodes = import_run(worker_run.root, scene)
-    assert set(nodes.function) == {"table", "segments", "volumes", "strain", "twist"}
+    assert set(nodes.function) == {"table", "segments", "volumes", "strain", "twist", "strain_map"}
     for key, path in (("table", worker_run.function_csv), ("segments", worker_run.strain_segments_csv)):
         rows = list(csv.DictReader(path.open()))
         table = nodes.function[key]
@@ -88,6 +88,16 @@ def test_the_cardiac_function_is_imported_as_tables_and_charts(worker_run):
     assert strain.GetNumberOfPlotSeriesNodes() == 3
     series = strain.GetNthPlotSeriesNode(0)
     assert series.GetTableNodeID() == nodes.function["table"].GetID() and series.GetYColumnName() == "gls_pct"
+    strain_map = nodes.function["strain_map"]
+    assert strain_map.GetNumberOfDataNodes() == 4 and nodes.browser.IsSynchronizedSequenceNode(strain_map.GetID())
+    circumferential = {(int(r["frame"]), int(r["segment"])): float(r["circumferential_pct"])
+                       for r in csv.DictReader(worker_run.strain_segments_csv.open())}
+    for t in (0, 2):
+        segments = sitk.GetArrayFromImage(sitk.ReadImage(str(worker_run.segments_path(t))))
+        painted = slicer.util.arrayFromVolume(strain_map.GetNthDataNode(t))
+        lookup = np.array([0.0] + [circumferential[(t, s)] for s in range(1, 18)])
+        expected = lookup[segments]
+        assert np.allclose(painted, expected, atol=1e-4) and (segments > 0).sum() > 100
     again = import_run(worker_run.root, scene, nodes=nodes)  # refreshing makes no second set of nodes
     assert again.function["table"] is nodes.function["table"]
     assert scene.GetNumberOfNodesByClass("vtkMRMLPlotChartNode") == 3 + 3  # Dice, HD95, TRE + the function's three

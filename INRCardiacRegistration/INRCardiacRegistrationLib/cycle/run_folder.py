@@ -30,6 +30,7 @@ Layout (``NNN`` = the 0-based frame index, zero-padded to at least three digits)
     function.json, function.csv    the cardiac function (LV volumes, EF, global strain, twist), written at the end when
                                    the LV blood pool label is known (:mod:`..function.cardiac_function`)
     strain_segments.csv            radial, circumferential, longitudinal strain per AHA segment and frame
+    segments/frame_NNN.nii.gz      the reference myocardium's AHA segments (1-17) carried into frame t (uint8)
     function_report.png            volume curve, strain curves, bull's-eyes of the peak strain per segment
 """
 
@@ -194,6 +195,9 @@ class RunFolder:
 
     def checkpoint_path(self, frame: int) -> Path:
         return self.root / "checkpoints" / f"{frame_stem(frame)}.pt"
+
+    def segments_path(self, frame: int) -> Path:
+        return self.root / "segments" / f"{frame_stem(frame)}.nii.gz"
 
     def landmarks_path(self, frame: int) -> Path:
         return self.root / "landmarks" / f"{frame_stem(frame)}.mrk.json"

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,10 +186,12 @@ def _strain_motion(run: RunFolder, frame: int, sequential: bool, field: Displace
 
 def measure_function(run: RunFolder, blood_pool: Volume, myocardium: Volume, reference_frame: int,
                      es_frame_given: int | None = None, right_ventricle: Volume | None = None,
-                     anterior_insertion_mm: np.ndarray | None = None) -> CardiacFunction:
+                     anterior_insertion_mm: np.ndarray | None = None, write_segments: bool = True) -> CardiacFunction:
     """The cardiac function of the finished frames of ``run``. ``blood_pool`` and ``myocardium``: the reference
     frame's LV cavity and myocardium (boolean, on the reference grid); ``right_ventricle`` (same) or a point on the
-    anterior RV insertion (LPS mm) orient the AHA segments (:mod:`.lv_frame`)."""
+    anterior RV insertion (LPS mm) orient the AHA segments (:mod:`.lv_frame`). ``write_segments``: also write the
+    reference myocardium's AHA segments carried into each frame (``segments/frame_NNN.nii.gz``, nearest neighbour
+    through phi_t^-1; where Slicer colours the moving myocardium by segment)."""
     cavity = np.asarray(blood_pool.array) > 0
     if not cavity.any():
         raise InputError("the LV blood pool of the reference frame is empty", option="blood_pool_label")
@@ -211,6 +214,11 @@ def measure_function(run: RunFolder, blood_pool: Volume, myocardium: Volume, ref
         lv_frame = None
         notes.append(f"strain not measured: {error}")
     points = None if lv_frame is None else MyocardialPoints.of(wall, grid, lv_frame)
+    segment_map = None
+    if lv_frame is not None and write_segments:
+        values = np.zeros(wall.shape, dtype=np.uint8)
+        values[wall] = lv_frame.segments(grid.index_to_physical(np.argwhere(wall)[:, ::-1]))
+        segment_map = myocardium.with_array(values, name="AHA segments")
     sequential = info.get("mode") == "sequential"
     as_bytes = blood_pool.with_array(cavity.astype(np.uint8), name="LV blood pool")
     lv, myocardium_ml, strain, unresolved, sources = [], [], [], {}, set()
@@ -221,12 +229,18 @@ def measure_function(run: RunFolder, blood_pool: Volume, myocardium: Volume, ref
             lv.append(volume_ml(capped_cavity(cavity, grid, annulus), grid.spacing))
             if points is not None:
                 strain.append(identity_strain(points))
+            if segment_map is not None:
+                segment_map.write(run.segments_path(t))
             continue
         field = SampledDisplacementMap(*read_displacement_field(run.transform_path(t)))
         volume, warning = carried_cavity_volume_ml(field, as_bytes, label.geometry, annulus)
         lv.append(volume)
         if warning:
             unresolved[t] = warning
+        if segment_map is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the cavity's propagation above already noted where phi^-1 fails
+                field.propagate_fixed_label(segment_map, label.geometry).write(run.segments_path(t))
         if points is not None:
             motion = _strain_motion(run, t, sequential, field)
             sources.add("network (exact)" if motion is not field else "written field (central differences)")

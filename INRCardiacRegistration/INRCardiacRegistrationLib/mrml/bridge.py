@@ -16,8 +16,10 @@ Slicer and on the PyPI ``slicer-core`` wheel alike.
 - a segmentation sequence: the reference myocardium propagated to each frame (``labels/frame_NNN.nii.gz``);
 - a markups sequence (``landmarks/frame_NNN.mrk.json``) and one curve per landmark along its trajectory;
 - a table of ``metrics.csv`` (plus the phase in % of the cycle) and plot charts of Dice, HD95 and TRE per phase;
-- when the run measured the cardiac function: tables of ``function.csv`` and ``strain_segments.csv`` and charts of
-  the LV and myocardial volume and of the global strain (GLS, GCS, GRS) and twist per phase;
+- when the run measured the cardiac function: tables of ``function.csv`` and ``strain_segments.csv``, charts of
+  the LV and myocardial volume and of the global strain (GLS, GCS, GRS) and twist per phase, and a scalar-volume
+  sequence of the circumferential strain per AHA segment painted on the moving myocardium (each voxel of
+  ``segments/frame_NNN.nii.gz`` takes its segment's strain in that frame, 0 outside the myocardium);
 - all sequences synchronised in one sequence browser: the CT's own browser when given, else a new one.
 
 :func:`export_inputs` writes what the worker reads: the frames of a CT volume sequence, label maps made from
@@ -282,6 +284,7 @@ def _update_function(scene, nodes: RunNodes, run: RunFolder, prefix: str) -> Non
     if "table" not in nodes.function:
         nodes.function["table"] = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{prefix} function")
     _fill_table(nodes.function["table"], columns, {"frame": "d"}, rows)
+    segment_rows = []
     if run.strain_segments_csv.is_file():
         with open(run.strain_segments_csv, encoding="utf-8", newline="") as stream:
             reader = csv.DictReader(stream)
@@ -293,6 +296,37 @@ def _update_function(scene, nodes: RunNodes, run: RunFolder, prefix: str) -> Non
         present = [(column, name) for column, name in series if column in columns]
         if present and key not in nodes.function:
             nodes.function[key] = _chart(scene, nodes.function["table"], f"{prefix} {title}", y_title, present)
+    if "strain_map" not in nodes.function and run.strain_segments_csv.is_file():
+        _strain_map_sequence(scene, nodes, run, segment_rows, prefix)
+
+
+STRAIN_MAP_COLUMN = "circumferential_pct"
+
+
+def _strain_map_sequence(scene, nodes: RunNodes, run: RunFolder, segment_rows: list[dict], prefix: str) -> None:
+    """The circumferential strain (%) of each voxel's AHA segment in each frame, on the frame's carried segments, as
+    a scalar-volume sequence synchronised to the browser (made once, when the function is there)."""
+    strain = {(int(r["frame"]), int(r["segment"])): float(r[STRAIN_MAP_COLUMN] or "nan") for r in segment_rows}
+    frames = [t for t in nodes.frames if run.segments_path(t).is_file()]
+    if not frames:
+        return
+    master = nodes.moving_transforms
+    sequence = new_sequence(scene, f"{prefix} circumferential strain per segment (%)", master.GetIndexName(),
+                            master.GetIndexUnit(), master.GetIndexType() == master.NumericIndex)
+    for t in frames:
+        volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", f"circumferential strain frame {t}")
+        _storage_io(scene, volume, slicer.vtkMRMLVolumeArchetypeStorageNode, run.segments_path(t))
+        segments = slicer.util.arrayFromVolume(volume).astype(np.int64)
+        lookup = np.zeros(max(18, int(segments.max()) + 1), dtype=np.float32)
+        for segment in range(1, len(lookup)):
+            value = strain.get((t, segment), math.nan)
+            lookup[segment] = value if math.isfinite(value) else 0.0
+        slicer.util.updateVolumeFromArray(volume, lookup[segments])
+        sequence.SetDataNodeAtValue(volume, nodes.index_values[t])
+        scene.RemoveNode(volume)
+    nodes.function["strain_map"] = sequence
+    if nodes.browser is not None:
+        nodes.browser.AddSynchronizedSequenceNodeID(sequence.GetID())
 
 
 def _update_curves(scene, nodes: RunNodes, run: RunFolder) -> None:
