@@ -61,3 +61,22 @@ def test_propagated_label_follows_a_known_translation():
     expected = np.zeros_like(label)
     expected[5:10, 6:12, 7:12] = 1
     assert dice(propagated, expected) == 1.0
+
+
+def test_labels_carried_together_equal_each_carried_alone():
+    """propagate_fixed_labels shares one inverse map over the union of the labels' reaches: a binary and a
+    multi-valued label (one far from the other) come out exactly as when each is propagated on its own."""
+    r = _centred(GRID)
+    u = np.stack([1.5 * np.sin(r[..., 1] / 5.0), 1.0 * np.cos(r[..., 0] / 6.0), 0.5 * np.sin(r[..., 2] / 4.0)], -1)
+    field = SampledDisplacementMap(u, GRID)
+    near = np.zeros(GRID.array_shape, np.uint8)
+    near[8:14, 8:16, 9:15] = 1
+    far = np.zeros(GRID.array_shape, np.uint8)
+    far[2:6, 3:7, 2:8] = 3
+    far[2:6, 3:7, 8:12] = 7
+    labels = [Volume(near, GRID, "near"), Volume(far, GRID, "far")]
+    together = field.propagate_fixed_labels(labels, GRID)
+    for label, carried in zip(labels, together, strict=True):
+        alone = field.propagate_fixed_label(label, GRID)
+        assert np.array_equal(carried.array, alone.array) and carried.array.dtype == label.array.dtype
+    assert set(np.unique(together[1].array)) == {0, 3, 7} and together[0].array.sum() > 0

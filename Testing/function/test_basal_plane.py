@@ -63,7 +63,7 @@ def test_the_carried_plane_cuts_the_cavity_where_the_annulus_went():
     cavity = Volume(lv.cavity.astype(np.uint8), lv.geometry, "cavity")
     height = (lv.geometry.voxel_centres_physical() - lv.apex_mm) @ lv.long_axis
     motion = _Shift((0.0, 0.0, 0.0), lv.long_axis, lv.apex_mm, height=lv.base_height_mm - 8.0, drop=-10.0)
-    volume, warning = carried_cavity_volume_ml(_Shift((0.0, 0.0, 0.0)), cavity, lv.geometry, annulus)
+    volume, warning, _ = carried_cavity_volume_ml(_Shift((0.0, 0.0, 0.0)), cavity, lv.geometry, annulus)
     assert warning is None
     assert volume == pytest.approx(volume_ml(capped_cavity(lv.cavity, lv.geometry, annulus), lv.geometry.spacing))
     carried_annulus = motion.map_points(annulus.points_mm)
@@ -81,7 +81,7 @@ def test_a_translation_carries_cavity_and_plane_together():
     annulus = find_basal_annulus(lv.cavity, lv.myocardium, lv.geometry)
     cavity = Volume(lv.cavity.astype(np.uint8), lv.geometry, "cavity")
     reference = volume_ml(capped_cavity(lv.cavity, lv.geometry, annulus), lv.geometry.spacing)
-    moved, _ = carried_cavity_volume_ml(_Shift((4.0, -6.0, 2.0)), cavity, lv.geometry, annulus)  # whole voxels
+    moved, _, _ = carried_cavity_volume_ml(_Shift((4.0, -6.0, 2.0)), cavity, lv.geometry, annulus)  # whole voxels
     assert moved == pytest.approx(reference, rel=1e-6)
 
 

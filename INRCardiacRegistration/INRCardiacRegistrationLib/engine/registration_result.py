@@ -115,13 +115,14 @@ class PairRegistration(DisplacementMap):
             values = np.rint(values).astype(moving.array.dtype)
         return Volume(values, grid, f"{moving.name} warped")
 
-    def propagate_fixed_label(self, label: Volume, grid: Geometry, iterations: int = 100) -> Volume:
-        """A label of the fixed frame carried into the moving frame, on ``grid`` (the moving grid); see
-        :meth:`DisplacementMap.propagate_fixed_label`."""
-        if not self.fixed_geometry.matches(label.geometry):
-            raise InputError(f"{label.name} grid ({label.geometry.describe()}) does not match the fixed frame "
-                             f"({self.fixed_geometry.describe()})")
-        return super().propagate_fixed_label(label, grid, iterations)
+    def propagate_fixed_labels(self, labels: list[Volume], grid: Geometry, iterations: int = 100) -> list[Volume]:
+        """Labels of the fixed frame carried into the moving frame, on ``grid`` (the moving grid); see
+        :meth:`DisplacementMap.propagate_fixed_labels`. Each label must lie on the fixed grid."""
+        for label in labels:
+            if not self.fixed_geometry.matches(label.geometry):
+                raise InputError(f"{label.name} grid ({label.geometry.describe()}) does not match the fixed frame "
+                                 f"({self.fixed_geometry.describe()})")
+        return super().propagate_fixed_labels(labels, grid, iterations)
 
     # --- checkpoints --------------------------------------------------------------------------------
     def checkpoint(self) -> dict:

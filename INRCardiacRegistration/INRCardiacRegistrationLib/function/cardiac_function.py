@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -233,14 +232,13 @@ def measure_function(run: RunFolder, blood_pool: Volume, myocardium: Volume, ref
                 segment_map.write(run.segments_path(t))
             continue
         field = SampledDisplacementMap(*read_displacement_field(run.transform_path(t)))
-        volume, warning = carried_cavity_volume_ml(field, as_bytes, label.geometry, annulus)
+        alongside = [] if segment_map is None else [segment_map]
+        volume, warning, carried = carried_cavity_volume_ml(field, as_bytes, label.geometry, annulus, alongside)
         lv.append(volume)
         if warning:
             unresolved[t] = warning
-        if segment_map is not None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the cavity's propagation above already noted where phi^-1 fails
-                field.propagate_fixed_label(segment_map, label.geometry).write(run.segments_path(t))
+        for segments in carried:
+            segments.write(run.segments_path(t))
         if points is not None:
             motion = _strain_motion(run, t, sequential, field)
             sources.add("network (exact)" if motion is not field else "written field (central differences)")

@@ -9,13 +9,14 @@ count times the voxel volume (1 mL = 1000 mm^3).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 
 from ..core.geometry import Geometry
 from ..core.masks import volume_ml
 from ..core.volume import Volume
-from ..engine.displacement_map import DisplacementMap
+from ..engine.displacement_map import DisplacementMap, InverseNotConverged
 from .basal_plane import BasalAnnulus
 
 
@@ -30,14 +31,17 @@ def capped_cavity(cavity: np.ndarray, geometry: Geometry, annulus: BasalAnnulus 
     return annulus.plane_through(points).apical_side(geometry, cavity)
 
 
-def carried_cavity_volume_ml(motion: DisplacementMap, cavity: Volume, grid: Geometry,
-                             annulus: BasalAnnulus | None) -> tuple[float, str | None]:
-    """``(volume in mL, warning or None)`` of the reference ``cavity`` (uint8 0/1) carried by ``motion`` (reference
-    -> frame) onto ``grid`` and closed at the carried annulus plane; the warning says where phi's inverse did not
-    converge."""
+def carried_cavity_volume_ml(motion: DisplacementMap, cavity: Volume, grid: Geometry, annulus: BasalAnnulus | None,
+                             alongside: Sequence[Volume] = ()) -> tuple[float, str | None, list[Volume]]:
+    """``(volume in mL, warning or None, the alongside labels carried)``: the reference ``cavity`` (uint8 0/1)
+    carried by ``motion`` (reference -> frame) onto ``grid`` and closed at the carried annulus plane; the warning says
+    where phi's inverse did not converge for the cavity. ``alongside``: further reference labels carried through the
+    same inverse map (computed once for all)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        carried = np.asarray(motion.propagate_fixed_label(cavity, grid).array) > 0
+        carried, *others = motion.propagate_fixed_labels([cavity, *alongside], grid)
     carried_annulus = None if annulus is None else motion.map_points(annulus.points_mm)
-    volume = volume_ml(capped_cavity(carried, grid, annulus, carried_annulus), grid.spacing)
-    return volume, str(caught[0].message) if caught else None
+    volume = volume_ml(capped_cavity(np.asarray(carried.array) > 0, grid, annulus, carried_annulus), grid.spacing)
+    mine = [str(w.message) for w in caught
+            if isinstance(w.message, InverseNotConverged) and w.message.label_name == cavity.name]
+    return volume, mine[0] if mine else None, others
