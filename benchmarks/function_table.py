@@ -36,7 +36,7 @@ from INRCardiacRegistrationLib.function.basal_plane import find_basal_annulus
 from INRCardiacRegistrationLib.function.cardiac_function import CardiacFunction, run_function
 from INRCardiacRegistrationLib.function.lv_frame import SEGMENT_NAMES, estimate_lv_frame
 from INRCardiacRegistrationLib.function.report_figure import peak_segment_strain, write_function_report
-from INRCardiacRegistrationLib.function.strain import SEGMENTS, MyocardialPoints, frame_strain
+from INRCardiacRegistrationLib.function.strain import SEGMENTS, FrameStrain, MyocardialPoints, frame_strain
 from INRCardiacRegistrationLib.function.volumes import capped_cavity
 from INRCardiacRegistrationLib.phantom.config import LABEL_VALUES
 from INRCardiacRegistrationLib.phantom.evaluation import evaluate_run_on_phantom
@@ -79,29 +79,37 @@ def capped_truth(phantom) -> dict:
     return {"edv_capped_true_ml": edv, "esv_capped_true_ml": esv, "ef_capped_true_pct": 100.0 * (edv - esv) / edv}
 
 
-def strain_against_truth(run: RunFolder, phantom) -> dict:
-    """Our strain (the run's function.csv and strain_segments.csv) at the phantom's ES frame and at its peaks, against
-    the same estimator applied to the phantom's analytic map (phi and F by central differences of
-    ``ground_truth_map``), at the same reference points."""
+def exact_strain(phantom, frames: list[int]) -> tuple[FrameStrain, ...]:
+    """Per frame, the strain estimator applied to the phantom's analytic map (phi and F by central differences of
+    ``ground_truth_map``, not the registration code) at the reference points the run's function uses."""
     wall, cavity, geometry = _reference_masks(phantom)
     points = MyocardialPoints.of(wall, geometry, estimate_lv_frame(wall, geometry, cavity))
-    truth = {}
-    for t in range(phantom.config.frames):
-        truth[t] = frame_strain(points, ground_truth_map(points.points_mm, t, phantom.config),
-                                ground_truth_deformation_gradient(points.points_mm, t, phantom.config))
-    ours = {int(r["frame"]): r for r in csv.DictReader(run.function_csv.open())}
-    segments = {(int(r["frame"]), int(r["segment"])): r for r in csv.DictReader(run.strain_segments_csv.open())}
+    return tuple(frame_strain(points, ground_truth_map(points.points_mm, t, phantom.config),
+                              ground_truth_deformation_gradient(points.points_mm, t, phantom.config)) for t in frames)
+
+
+def _csv_rows(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8", newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def strain_against_truth(run: RunFolder, phantom) -> dict:
+    """Our strain (the run's function.csv and strain_segments.csv) at the phantom's ES frame against
+    :func:`exact_strain` there."""
     es = phantom.es_frame
+    (truth,) = exact_strain(phantom, [es])
+    ours = {int(r["frame"]): r for r in _csv_rows(run.function_csv)}
+    segments = {(int(r["frame"]), int(r["segment"])): r for r in _csv_rows(run.strain_segments_csv)}
     row = {"strain_es_frame": es}
     for name in ("gls_pct", "gcs_pct", "grs_pct", "twist_deg"):
         row[f"{name}_es"] = float(ours[es][name])
-        row[f"{name}_es_true"] = getattr(truth[es], name)
+        row[f"{name}_es_true"] = getattr(truth, name)
     per_segment = []
     for index, segment in enumerate(SEGMENTS):
         mine = segments[(es, segment)]
         per_segment.append({"segment": segment, **{
             f"{kind}": float(mine[f"{kind}_pct"]) for kind in ("radial", "circumferential", "longitudinal")},
-            **{f"{kind}_true": truth[es].segments_pct[index, k]
+            **{f"{kind}_true": truth.segments_pct[index, k]
                for k, kind in enumerate(("radial", "circumferential", "longitudinal"))}})
     row["segments_es"] = per_segment
     return row
@@ -122,13 +130,8 @@ def hypokinetic_row(out: Path, device: str) -> dict:
     write_function_report(ours, ROOT / "docs" / "function_report.png", "Cardiac function of the phantom with a "
                           f"hypokinetic segment {HYPOKINETIC_SEGMENT} (inr-cardiac demo --hypokinetic-segment "
                           f"{HYPOKINETIC_SEGMENT})", marked=HYPOKINETIC_SEGMENT)
-    wall, cavity, geometry = _reference_masks(phantom)
-    points = MyocardialPoints.of(wall, geometry, estimate_lv_frame(wall, geometry, cavity))
-    exact_strain = tuple(frame_strain(points, ground_truth_map(points.points_mm, t, phantom.config),
-                                      ground_truth_deformation_gradient(points.points_mm, t, phantom.config))
-                         for t in ours.frames)
     truth = CardiacFunction(ours.frames, ours.frame_count, 0, ours.lv_volume_ml, ours.myocardium_volume_ml,
-                            strain=exact_strain)
+                            strain=exact_strain(phantom, list(ours.frames)))
     mine, exact = peak_segment_strain(ours), peak_segment_strain(truth)
     return {"segment": HYPOKINETIC_SEGMENT, "ours": mine, "truth": exact, "ef": ours.ef_pct,
             "weakest_radial": int(np.argmin(mine[:16, 0])) + 1,

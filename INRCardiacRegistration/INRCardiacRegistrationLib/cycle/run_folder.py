@@ -81,11 +81,11 @@ class FrameRecord:
     def metrics_row(self) -> dict:
         """The ``metrics.csv`` row: every column of :data:`METRIC_COLUMNS`, NaN as ``None``."""
         data = asdict(self)
-        return {name: _finite_or_none(data[name]) for name in METRIC_COLUMNS}
+        return {name: finite_or_none(data[name]) for name in METRIC_COLUMNS}
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        return {key: _finite_or_none(value) for key, value in data.items()}
+        return {key: finite_or_none(value) for key, value in data.items()}
 
     @classmethod
     def from_dict(cls, data: dict) -> FrameRecord:
@@ -114,7 +114,8 @@ def csv_text(columns: Iterable[str], rows: Iterable[dict]) -> str:
     return stream.getvalue()
 
 
-def _finite_or_none(value):
+def finite_or_none(value):
+    """``value``, or None where it is a non-finite float (JSON has no NaN)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
@@ -244,7 +245,7 @@ class RunFolder:
         processes see it at once); readers skip a partial last line.
         """
         record = {"event": event, "time": round(time.time(), 3),
-                  **{key: _finite_or_none(value) for key, value in fields.items()}}
+                  **{key: finite_or_none(value) for key, value in fields.items()}}
         line = json.dumps(record) + "\n"
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.progress_path, "a", encoding="utf-8") as stream:

@@ -33,7 +33,7 @@ from ..core.masks import volume_ml
 from ..core.vocabulary import InputError, phase_pct
 from ..core.volume import Volume
 from ..cycle.inputs import read_cycle_inputs
-from ..cycle.run_folder import RunFolder, csv_text
+from ..cycle.run_folder import RunFolder, csv_text, finite_or_none
 from ..engine.displacement_map import DisplacementMap, SampledDisplacementMap
 from ..engine.registration_result import PairRegistration
 from ..fileio.displacement_field import read_displacement_field
@@ -208,7 +208,7 @@ def measure_function(run: RunFolder, blood_pool: Volume, myocardium: Volume, ref
     notes = []
     try:
         lv_frame = estimate_lv_frame(wall, grid, cavity, None if right_ventricle is None else
-                                     np.asarray(right_ventricle.array) > 0, anterior_insertion_mm)
+                                     np.asarray(right_ventricle.array) > 0, anterior_insertion_mm, annulus)
     except InputError as error:  # volumes and EF need no axis: measure them, say why strain is missing
         lv_frame = None
         notes.append(f"strain not measured: {error}")
@@ -267,9 +267,7 @@ def _finite(value):
         return {key: _finite(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [_finite(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    return finite_or_none(value)
 
 
 def write_function(run: RunFolder, function: CardiacFunction, report: bool = True) -> tuple[Path, ...]:

@@ -36,6 +36,7 @@ from scipy import ndimage
 
 from ..core.geometry import Geometry
 from ..core.vocabulary import InputError
+from .basal_plane import BasalAnnulus, find_basal_annulus
 
 SEGMENT_NAMES = {
     1: "basal anterior", 2: "basal anteroseptal", 3: "basal inferoseptal", 4: "basal inferior",
@@ -104,14 +105,17 @@ class LeftVentricleFrame:
         return np.where(heights < self.cap_height_mm, 17, segment)
 
 
+_FIND = object()  # estimate_lv_frame's default: find the annulus here
+
+
 def estimate_lv_frame(myocardium: np.ndarray, geometry: Geometry, blood_pool: np.ndarray | None = None,
-                      right_ventricle: np.ndarray | None = None,
-                      anterior_insertion_mm: np.ndarray | None = None) -> LeftVentricleFrame:
+                      right_ventricle: np.ndarray | None = None, anterior_insertion_mm: np.ndarray | None = None,
+                      annulus: BasalAnnulus | None | object = _FIND) -> LeftVentricleFrame:
     """The LV frame of the reference ``myocardium`` (bool (k, j, i) on ``geometry``), optionally helped by the LV
     ``blood_pool``, the ``right_ventricle`` (both bool on the same grid) or a point on the anterior RV insertion
-    (LPS mm). Raises :class:`InputError` for an LV too small, or cut by the field of view, to define an axis."""
-    from .basal_plane import find_basal_annulus
-
+    (LPS mm). ``annulus``: the blood pool's annulus when the caller has already looked for it (None: it has none);
+    by default it is found here. Raises :class:`InputError` for an LV too small, or cut by the field of view, to
+    define an axis."""
     myocardium = np.asarray(myocardium, dtype=bool)
     count = int(np.count_nonzero(myocardium))
     volume = count * geometry.voxel_volume_mm3 / 1000.0
@@ -120,9 +124,9 @@ def estimate_lv_frame(myocardium: np.ndarray, geometry: Geometry, blood_pool: np
                          f"LV long axis (needs at least {_MINIMUM_VOXELS} voxels and {_MINIMUM_VOLUME_ML:g} mL)")
     points = geometry.index_to_physical(np.argwhere(myocardium)[:, ::-1])
     spacing = float(max(geometry.spacing))
-    annulus = None
-    if blood_pool is not None and np.any(blood_pool):
-        annulus = find_basal_annulus(blood_pool, myocardium, geometry)
+    if annulus is _FIND:
+        has_pool = blood_pool is not None and np.any(blood_pool)
+        annulus = find_basal_annulus(blood_pool, myocardium, geometry) if has_pool else None
     if annulus is not None:
         base_centre = annulus.points_mm.mean(axis=0)
     else:

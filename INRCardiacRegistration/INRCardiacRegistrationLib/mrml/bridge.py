@@ -273,22 +273,25 @@ FUNCTION_CHARTS = {
 }
 
 
+def _csv_rows(path: Path) -> tuple[list[dict], list[str]]:
+    """The rows (dicts of text) and the column names of a CSV file of the run folder."""
+    with open(path, encoding="utf-8", newline="") as stream:
+        reader = csv.DictReader(stream)
+        return list(reader), list(reader.fieldnames or [])
+
+
 def _update_function(scene, nodes: RunNodes, run: RunFolder, prefix: str) -> None:
     """Tables of ``function.csv`` and ``strain_segments.csv`` and the volume, strain and twist charts, when the
     run folder has them (refreshed on every call)."""
     if not run.function_csv.is_file():
         return
-    with open(run.function_csv, encoding="utf-8", newline="") as stream:
-        reader = csv.DictReader(stream)
-        rows, columns = list(reader), list(reader.fieldnames or [])
+    rows, columns = _csv_rows(run.function_csv)
     if "table" not in nodes.function:
         nodes.function["table"] = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{prefix} function")
     _fill_table(nodes.function["table"], columns, {"frame": "d"}, rows)
     segment_rows = []
     if run.strain_segments_csv.is_file():
-        with open(run.strain_segments_csv, encoding="utf-8", newline="") as stream:
-            reader = csv.DictReader(stream)
-            segment_rows, segment_columns = list(reader), list(reader.fieldnames or [])
+        segment_rows, segment_columns = _csv_rows(run.strain_segments_csv)
         if "segments" not in nodes.function:
             nodes.function["segments"] = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{prefix} strain per segment")
         _fill_table(nodes.function["segments"], segment_columns, {"frame": "d", "segment": "d"}, segment_rows)
