@@ -697,13 +697,18 @@ class INRCardiacRegistrationLogic(ScriptedLoadableModuleLogic):
     # --- results ----------------------------------------------------------------------------------------
     @staticmethod
     def showResults(nodes):
-        """Show the propagated myocardium and the Dice chart; the CT's sequence browser steps everything."""
+        """Show the propagated myocardium, the strain map over the CT (when the function was measured) and the
+        volume (else TRE or Dice) chart; the CT's sequence browser steps everything."""
         if nodes is None:
             return
         browser = nodes.browser
         proxy = browser.GetProxyNode(nodes.segmentations) if browser else None
         if proxy is not None and proxy.GetDisplayNode() is None:
             proxy.CreateDefaultDisplayNodes()
+        strainMap = nodes.function.get("strain_map")
+        strainProxy = browser.GetProxyNode(strainMap) if browser and strainMap else None
+        if strainProxy is not None:
+            slicer.util.setSliceViewerLayers(foreground=strainProxy, foregroundOpacity=0.6)
         chart = nodes.function.get("volumes") or nodes.charts.get("tre_mm") or nodes.charts.get("dice")
         if chart is not None and slicer.app.layoutManager():
             slicer.modules.plots.logic().ShowChartInLayout(chart)

@@ -28,13 +28,14 @@ from acdc import DEFAULT_DATA, register, run_name
 from baselines import MRI_OPTIONS
 from benchmark_report import machine_description, update_section
 from INRCardiacRegistrationLib.cli.main import main as cli_main
+from INRCardiacRegistrationLib.core.aha_segments import SEGMENT_NAMES
 from INRCardiacRegistrationLib.core.masks import volume_ml
 from INRCardiacRegistrationLib.core.volume import Volume
 from INRCardiacRegistrationLib.cycle.run_folder import RunFolder
 from INRCardiacRegistrationLib.engine.devices import resolve_device
 from INRCardiacRegistrationLib.function.basal_plane import find_basal_annulus
 from INRCardiacRegistrationLib.function.cardiac_function import CardiacFunction, run_function
-from INRCardiacRegistrationLib.function.lv_frame import SEGMENT_NAMES, estimate_lv_frame
+from INRCardiacRegistrationLib.function.lv_frame import estimate_lv_frame
 from INRCardiacRegistrationLib.function.report_figure import peak_segment_strain, write_function_report
 from INRCardiacRegistrationLib.function.strain import SEGMENTS, FrameStrain, MyocardialPoints, frame_strain
 from INRCardiacRegistrationLib.function.volumes import capped_cavity

@@ -18,7 +18,7 @@ from INRCardiacRegistrationLib.core.metrics import dice  # noqa: E402
 from INRCardiacRegistrationLib.cycle.request import RunRequest  # noqa: E402
 from INRCardiacRegistrationLib.cycle.run_folder import RunFolder  # noqa: E402
 from INRCardiacRegistrationLib.fileio.landmarks import RAS_TO_LPS, read_markups_json, read_trajectories_csv  # noqa: E402
-from INRCardiacRegistrationLib.mrml.bridge import export_inputs, import_run  # noqa: E402
+from INRCardiacRegistrationLib.mrml.bridge import export_inputs, import_run, sequences_logic  # noqa: E402
 from mrml_scene import new_scene, read_node  # noqa: E402
 
 
@@ -74,7 +74,8 @@ def test_the_cardiac_function_is_imported_as_tables_and_charts(worker_run):
 
     scene = new_scene()
     nodes = import_run(worker_run.root, scene)
-    assert set(nodes.function) == {"table", "segments", "volumes", "strain", "twist", "strain_map"}
+    assert set(nodes.function) == {"table", "segments", "volumes", "strain", "twist", "strain_map", "peaks",
+                                   "bullseye"}
     for key, path in (("table", worker_run.function_csv), ("segments", worker_run.strain_segments_csv)):
         rows = list(csv.DictReader(path.open()))
         table = nodes.function[key]
@@ -95,12 +96,114 @@ def test_the_cardiac_function_is_imported_as_tables_and_charts(worker_run):
     for t in (0, 2):
         segments = sitk.GetArrayFromImage(sitk.ReadImage(str(worker_run.segments_path(t))))
         painted = slicer.util.arrayFromVolume(strain_map.GetNthDataNode(t))
-        lookup = np.array([0.0] + [circumferential[(t, s)] for s in range(1, 18)])
+        lookup = np.array([np.nan] + [circumferential[(t, s)] for s in range(1, 18)])
         expected = lookup[segments]
-        assert np.allclose(painted, expected, atol=1e-4) and (segments > 0).sum() > 100
+        assert np.allclose(painted, expected, atol=1e-4, equal_nan=True) and (segments > 0).sum() > 100
     again = import_run(worker_run.root, scene, nodes=nodes)  # refreshing makes no second set of nodes
     assert again.function["table"] is nodes.function["table"]
     assert scene.GetNumberOfNodesByClass("vtkMRMLPlotChartNode") == 3 + 3  # Dice, HD95, TRE + the function's three
+    assert again.function["bullseye"] is nodes.function["bullseye"]
+
+
+def _display_rgba(display_node, volume_node) -> np.ndarray:
+    """The RGBA image (k, j, i, 4) a scalar-volume display node's pipeline makes of ``volume_node``: what a slice
+    view draws (slicer-core runs the pipeline; no rendering)."""
+    from vtk.util import numpy_support
+
+    display_node.SetInputImageDataConnection(volume_node.GetImageDataConnection())
+    display_node.UpdateImageDataPipeline()
+    producer = display_node.GetOutputImageDataConnection().GetProducer()
+    producer.Update()
+    image = producer.GetOutputDataObject(0)
+    k, j, i = slicer.util.arrayFromVolume(volume_node).shape
+    return numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(k, j, i, -1)
+
+
+@pytest.mark.slow
+def test_the_strain_map_is_coloured_blue_white_red_and_transparent_off_the_myocardium(worker_run):
+    """The proxy of the strain map, through Slicer's own display pipeline: voxels outside the myocardium are
+    transparent; shortening (negative strain) is drawn bluer than red, lengthening redder than blue, and the
+    colour range is symmetric about 0 (white), also after the browser moved to another frame."""
+    scene = new_scene()
+    nodes = import_run(worker_run.root, scene)
+    nodes.browser.SetSelectedItemNumber(2)  # frame 0 is the reference: no strain; the colouring stays per frame
+    sequences_logic().UpdateProxyNodesFromSequences(nodes.browser)
+    proxy = nodes.browser.GetProxyNode(nodes.function["strain_map"])
+    display = proxy.GetDisplayNode()
+    assert display.GetColorNode().GetName() == "INR strain (blue-white-red)"
+    assert display.GetLevel() == pytest.approx(0.0)
+    values = slicer.util.arrayFromVolume(proxy)
+    rgba = _display_rgba(display, proxy)
+    assert np.all(rgba[np.isnan(values)][:, 3] == 0) and np.all(rgba[np.isfinite(values)][:, 3] == 255)
+    red, blue = rgba[..., 0].astype(int), rgba[..., 2].astype(int)
+    finite = np.isfinite(values) & (np.abs(np.nan_to_num(values)) > 0.05 * display.GetWindow())
+    assert finite.sum() > 50
+    assert np.all((red > blue)[finite & (values > 0)]) and np.all((blue > red)[finite & (values < 0)])
+
+
+@pytest.mark.slow
+def test_the_bullseye_holds_the_peak_strain_per_segment_over_its_segments(worker_run):
+    """The bull's-eye table and model carry function.json's peak strain of each of the 17 segments; each tile of
+    segments 1-16 lies, seen along the long axis, in the direction of its segment's myocardium (the reference
+    frame's carried segments, segments/frame_000.nii.gz, read by SimpleITK), and the rings grow from the apex."""
+    import json
+
+    from vtk.util import numpy_support
+
+    summary = json.loads(worker_run.function_json.read_text())
+    scene = new_scene()
+    nodes = import_run(worker_run.root, scene)
+    table = nodes.function["peaks"]
+    assert table.GetNumberOfRows() == 17
+    peaks = summary["peak_segment_strain_pct"]
+    polydata = nodes.function["bullseye"].GetPolyData()
+    cells = polydata.GetCellData()
+    segment_of_cell = numpy_support.vtk_to_numpy(cells.GetArray("segment"))
+    assert set(segment_of_cell) == set(range(1, 18))
+    for kind in ("radial", "circumferential", "longitudinal"):
+        column = table.GetColumnIndex(f"peak_{kind}_pct")
+        on_model = numpy_support.vtk_to_numpy(cells.GetArray(f"peak_{kind}_pct"))
+        for segment in range(1, 18):
+            expected = peaks[str(segment)][kind]
+            expected = np.nan if expected is None else expected
+            assert np.allclose(on_model[segment_of_cell == segment], expected, equal_nan=True)
+            assert np.allclose(float(table.GetCellText(segment - 1, column)), expected, equal_nan=True)
+    display = nodes.function["bullseye"].GetDisplayNode()
+    assert display.GetActiveScalarName() == "peak_circumferential_pct" and display.GetScalarVisibility()
+    low, high = display.GetScalarRange()
+    assert low == pytest.approx(-high) and high > 0
+    details = summary["details"]
+    axis, apex = np.array(details["long_axis_lps"]), np.array(details["apex_lps_mm"])
+    image = sitk.ReadImage(str(worker_run.segments_path(0)))
+    segments = sitk.GetArrayFromImage(image)
+    voxels = np.argwhere(segments > 0)
+    lps = np.array([image.TransformContinuousIndexToPhysicalPoint(v[::-1].astype(float).tolist()) for v in voxels])
+    values = segments[tuple(voxels.T)]
+    centres = []
+    for c in range(polydata.GetNumberOfCells()):
+        ids = polydata.GetCell(c).GetPointIds()
+        corners = [polydata.GetPoint(ids.GetId(n)) for n in range(ids.GetNumberOfIds())]
+        centres.append(np.mean(corners, axis=0) * RAS_TO_LPS)
+    centres = np.array(centres)
+    heights = (centres - apex) @ axis
+    assert np.allclose(heights, heights[0], atol=1e-6) and heights[0] < 0  # one plane beyond the apex
+
+    def across(points):
+        flat = points - apex - np.outer((points - apex) @ axis, axis)
+        return flat / np.linalg.norm(flat, axis=1, keepdims=True)
+
+    radii = np.linalg.norm(centres - apex - np.outer(heights, axis), axis=1)
+    for segment in range(1, 17):
+        mine = values == segment
+        if mine.sum() < 5:
+            continue
+        wall = across(lps[mine]).mean(axis=0)
+        tile = across(centres[segment_of_cell == segment]).mean(axis=0)
+        cosine = wall @ tile / np.linalg.norm(wall) / np.linalg.norm(tile)
+        assert cosine > np.cos(np.radians(30.0)), (segment, np.degrees(np.arccos(cosine)))
+    ring_radius = [radii[np.isin(segment_of_cell, ring)].mean() for ring in ((17,), (13, 14, 15, 16),
+                                                                               tuple(range(7, 13)), tuple(range(1, 7)))]
+    assert np.all(np.diff(ring_radius) > 0)
 
 
 @pytest.mark.slow

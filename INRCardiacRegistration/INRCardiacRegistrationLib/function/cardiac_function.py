@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.aha_segments import SEGMENT_NAMES
 from ..core.atomic_file import write_text_atomic
 from ..core.masks import volume_ml
 from ..core.vocabulary import InputError, phase_pct
@@ -38,8 +39,8 @@ from ..engine.displacement_map import DisplacementMap, SampledDisplacementMap
 from ..engine.registration_result import PairRegistration
 from ..fileio.displacement_field import read_displacement_field
 from .basal_plane import find_basal_annulus
-from .lv_frame import SEGMENT_NAMES, estimate_lv_frame
-from .report_figure import write_function_report
+from .lv_frame import estimate_lv_frame
+from .report_figure import STRAIN_KINDS, peak_segment_strain, write_function_report
 from .strain import SEGMENTS, FrameStrain, MyocardialPoints, identity_strain, map_frame_strain
 from .volumes import capped_cavity, carried_cavity_volume_ml
 
@@ -157,7 +158,17 @@ class CardiacFunction:
                 "es_frame_difference": self.es_frame_difference(), **self.peaks(),
                 "reference_frame": self.reference_frame, "frames": self.frame_count,
                 "frames_missing": self.missing_frames, "notes": list(self.notes), "details": self.details or {},
-                "segment_names": {str(k): v for k, v in SEGMENT_NAMES.items()}, "definitions": DEFINITIONS}
+                "segment_names": {str(k): v for k, v in SEGMENT_NAMES.items()},
+                "peak_segment_strain_pct": self.peak_segments(), "definitions": DEFINITIONS}
+
+    def peak_segments(self) -> dict:
+        """Per AHA segment ("1".."17") the peak radial (most positive), circumferential and longitudinal (most
+        negative) strain of the cycle in % (the report's bull's-eyes; empty without strain)."""
+        if not self.strain:
+            return {}
+        peaks = peak_segment_strain(self)
+        return {str(segment): {kind: float(peaks[row, k]) for k, (kind, _) in enumerate(STRAIN_KINDS)}
+                for row, segment in enumerate(SEGMENTS)}
 
     def text(self) -> str:
         """A few lines for a terminal or a summary."""
@@ -254,6 +265,8 @@ def measure_function(run: RunFolder, blood_pool: Volume, myocardium: Volume, ref
     if lv_frame is not None:
         details.update({
             "long_axis_lps": lv_frame.long_axis.round(4).tolist(), "apex_lps_mm": lv_frame.apex_mm.round(2).tolist(),
+            "anterior_insertion_lps": lv_frame.anterior_insertion.round(4).tolist(),
+            "septal_sense": float(lv_frame.septal_sense),
             "segment_orientation": lv_frame.orientation, "apical_cap_height_mm": round(lv_frame.cap_height_mm, 2),
             "base_height_mm": round(lv_frame.base_height_mm, 2), "strain_points": len(points.points_mm),
             "deformation_gradient_from": sorted(sources)})

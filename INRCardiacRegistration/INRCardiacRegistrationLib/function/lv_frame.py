@@ -19,7 +19,8 @@ nomenclature for tomographic imaging of the heart", Circulation 2002, the AHA 17
 - **Angles**: measured about ``e_L`` from the anterior RV insertion, increasing through the septum towards the
   inferior insertion. Basal and mid rings have six 60-degree segments (1 anterior, 2 anteroseptal, 3 inferoseptal,
   4 inferior, 5 inferolateral, 6 anterolateral; 7-12 the same at mid level), the apical ring four 90-degree
-  segments centred on the septum (13 anterior, 14 septal, 15 inferior, 16 lateral).
+  segments centred on the septum (13 anterior, 14 septal, 15 inferior, 16 lateral): the angle ranges of
+  :mod:`..core.aha_segments`.
 - **Orientation** (where the anterior insertion is), first that applies: a given point on the anterior RV
   insertion; the RV (a label): the septum faces the RV centroid and the insertions are the ends of the arc where
   the RV touches the LV's epicardium (the end further anterior is the anterior one); else the stated default of a
@@ -34,17 +35,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ..core.aha_segments import APICAL, BASAL, MID, ring_segment
 from ..core.geometry import Geometry
 from ..core.vocabulary import InputError
 from .basal_plane import BasalAnnulus, find_basal_annulus
 
-SEGMENT_NAMES = {
-    1: "basal anterior", 2: "basal anteroseptal", 3: "basal inferoseptal", 4: "basal inferior",
-    5: "basal inferolateral", 6: "basal anterolateral", 7: "mid anterior", 8: "mid anteroseptal",
-    9: "mid inferoseptal", 10: "mid inferior", 11: "mid inferolateral", 12: "mid anterolateral",
-    13: "apical anterior", 14: "apical septal", 15: "apical inferior", 16: "apical lateral", 17: "apex",
-}
-BASAL, MID, APICAL = (1, 2, 3, 4, 5, 6), (7, 8, 9, 10, 11, 12), (13, 14, 15, 16)
 _DEFAULT_SEPTUM_LPS = np.array([-1.0, -1.0, 0.0]) / np.sqrt(2.0)
 _ANTERIOR_LPS = np.array([0.0, -1.0, 0.0])
 _MINIMUM_VOXELS = 200
@@ -96,12 +91,9 @@ class LeftVentricleFrame:
         """AHA segment (1..17) of each point (N,)."""
         heights, angles = self.heights(points_mm), self.angles_deg(points_mm)
         third = (self.base_height_mm - self.cap_height_mm) / 3.0
-        six = (np.floor(angles / 60.0).astype(int) + 1) % 6  # 0 = [300, 360): anterior
-        ring_of_six = np.array([1, 2, 3, 4, 5, 6])[six]
-        # apical ring: 90-degree segments centred on the septum's centre (60 degrees): septal = [15, 105)
-        apical = np.array([14, 15, 16, 13])[np.floor(((angles - 15.0) % 360.0) / 90.0).astype(int) % 4]
-        segment = np.where(heights >= self.cap_height_mm + 2.0 * third, ring_of_six,
-                           np.where(heights >= self.cap_height_mm + third, ring_of_six + 6, apical))
+        segment = np.where(heights >= self.cap_height_mm + 2.0 * third, ring_segment(BASAL, angles),
+                           np.where(heights >= self.cap_height_mm + third, ring_segment(MID, angles),
+                                    ring_segment(APICAL, angles)))
         return np.where(heights < self.cap_height_mm, 17, segment)
 
 

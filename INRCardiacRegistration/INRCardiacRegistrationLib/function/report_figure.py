@@ -13,15 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.aha_segments import EXTENTS, SEGMENT_NAMES, SEGMENTS, bullseye_angle_deg
 from ..core.atomic_file import atomic_path
 from ..core.vocabulary import phase_pct
-from .lv_frame import SEGMENT_NAMES
-from .strain import SEGMENTS
 
-# bull's-eye: segment -> (ring 0 apex .. 3 basal, centre angle in degrees on the plot, counter-clockwise from the right)
-_SIX = {0: 90.0, 1: 150.0, 2: 210.0, 3: 270.0, 4: 330.0, 5: 30.0}  # anterior, anteroseptal, ... anterolateral
-_PLACES = {**{s: (3, _SIX[(s - 1) % 6]) for s in range(1, 7)}, **{s: (2, _SIX[(s - 1) % 6]) for s in range(7, 13)},
-           13: (1, 90.0), 14: (1, 180.0), 15: (1, 270.0), 16: (1, 0.0), 17: (0, 0.0)}
 STRAIN_KINDS = (("radial", np.nanmax), ("circumferential", np.nanmin), ("longitudinal", np.nanmin))  # peak = max/min
 
 
@@ -42,8 +37,8 @@ def draw_bullseye(ax, values: np.ndarray, title: str, cmap: str = "RdBu_r", limi
     mapping = cm.ScalarMappable(norm=norm, cmap=cmap)
     order = sorted(zip(SEGMENTS, values, strict=True), key=lambda item: item[0] == marked)  # the marked one last
     for segment, value in order:
-        ring, centre = _PLACES[segment]
-        width = 360.0 if ring == 0 else (90.0 if ring == 1 else 60.0)
+        ring, width = EXTENTS[segment].ring, EXTENTS[segment].width_deg
+        centre = bullseye_angle_deg(EXTENTS[segment].centre_deg) if ring else 0.0
         face = "#dddddd" if not np.isfinite(value) else mapping.to_rgba(value)
         edge = ("black", 2.5) if segment == marked else ("white", 1.0)
         ax.bar(np.radians(centre), 1.0, width=np.radians(width), bottom=ring, color=face, edgecolor=edge[0],

@@ -30,12 +30,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.aha_segments import APICAL, BASAL, SEGMENTS
 from ..core.geometry import Geometry
 from ..core.vocabulary import InputError
-from .lv_frame import APICAL, BASAL, LeftVentricleFrame
+from .lv_frame import LeftVentricleFrame
 
 STRAIN_POINTS = 20_000
-SEGMENTS = tuple(range(1, 18))
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,13 @@ Slicer and on the PyPI ``slicer-core`` wheel alike.
 - a markups sequence (``landmarks/frame_NNN.mrk.json``) and one curve per landmark along its trajectory;
 - a table of ``metrics.csv`` (plus the phase in % of the cycle) and plot charts of Dice, HD95 and TRE per phase;
 - when the run measured the cardiac function: tables of ``function.csv`` and ``strain_segments.csv``, charts of
-  the LV and myocardial volume and of the global strain (GLS, GCS, GRS) and twist per phase, and a scalar-volume
+  the LV and myocardial volume and of the global strain (GLS, GCS, GRS) and twist per phase, a scalar-volume
   sequence of the circumferential strain per AHA segment painted on the moving myocardium (each voxel of
-  ``segments/frame_NNN.nii.gz`` takes its segment's strain in that frame, 0 outside the myocardium);
+  ``segments/frame_NNN.nii.gz`` takes its segment's strain in that frame; NaN, shown transparent, outside the
+  myocardium), and the bull's-eye of the peak strain per segment: a table and a model (:func:`bullseye_polydata`)
+  whose cells carry the peak radial, circumferential and longitudinal strain, placed beyond the apex facing along
+  the long axis, so seen from the apex it is the usual polar map. Strain is coloured blue (shortening) - white -
+  red (lengthening) on a range symmetric about 0 (:func:`strain_colour_table`);
 - all sequences synchronised in one sequence browser: the CT's own browser when given, else a new one.
 
 :func:`export_inputs` writes what the worker reads: the frames of a CT volume sequence, label maps made from
@@ -37,6 +41,7 @@ Points in MRML are RAS; the run folder is LPS.
 from __future__ import annotations
 
 import csv
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +49,7 @@ from pathlib import Path
 import numpy as np
 import slicer
 
+from ..core.aha_segments import EXTENTS, SEGMENT_NAMES, SEGMENTS
 from ..core.vocabulary import METRIC_COLUMNS, TRACKING_METRICS, InputError, metric, phase_pct
 from ..core.volume import Volume
 from ..cycle.request import InputFiles
@@ -301,6 +307,121 @@ def _update_function(scene, nodes: RunNodes, run: RunFolder, prefix: str) -> Non
             nodes.function[key] = _chart(scene, nodes.function["table"], f"{prefix} {title}", y_title, present)
     if "strain_map" not in nodes.function and run.strain_segments_csv.is_file():
         _strain_map_sequence(scene, nodes, run, segment_rows, prefix)
+    if run.function_json.is_file():
+        _update_bullseye(scene, nodes, json.loads(run.function_json.read_text(encoding="utf-8")), prefix)
+
+
+STRAIN_COLOURS_NAME = "INR strain (blue-white-red)"
+PEAK_COLUMNS = {"radial": "peak_radial_pct", "circumferential": "peak_circumferential_pct",
+                "longitudinal": "peak_longitudinal_pct"}
+BULLSEYE_SHOWN = "circumferential"  # the model's active array at import (all three are on it)
+BULLSEYE_RING_MM, BULLSEYE_GAP_MM = 10.0, 20.0  # ring width; distance of the bull's-eye beyond the apex
+
+
+def strain_colour_table(scene):
+    """The scene's diverging colour table for strain (256 colours, made once): blue at the low end, white in the
+    middle, red at the high end. Used over a range symmetric about 0, white is no strain."""
+    table = scene.GetFirstNodeByName(STRAIN_COLOURS_NAME)
+    if table is not None:
+        return table
+    table = scene.AddNewNodeByClass("vtkMRMLColorTableNode", STRAIN_COLOURS_NAME)
+    table.SetTypeToUser()
+    table.SetNumberOfColors(256)
+    for entry in range(256):
+        t = entry / 255.0
+        table.SetColor(entry, min(1.0, 2.0 * t), 1.0 - abs(2.0 * t - 1.0), min(1.0, 2.0 * (1.0 - t)), 1.0)
+    return table
+
+
+def _strain_limit(values) -> float:
+    """Half-width of a colour range symmetric about 0 that holds every finite value (1 when none is)."""
+    finite = [abs(v) for v in values if v is not None and math.isfinite(v)]
+    return max(finite, default=0.0) or 1.0
+
+
+def bullseye_polydata(summary: dict):
+    """The bull's-eye of ``function.json``'s peak strain per segment as vtkPolyData in RAS mm, or None when the
+    run has no strain (or predates the LV frame in ``details``). Ring r of :mod:`..core.aha_segments` spans radii
+    ``r * BULLSEYE_RING_MM`` to ``(r + 1) * BULLSEYE_RING_MM`` in the plane ``BULLSEYE_GAP_MM`` beyond the apex,
+    normal to the long axis; a segment's cells lie towards its anatomical angle about the axis (so the tiles sit
+    over their segments seen along the axis). Cell arrays: ``segment`` and :data:`PEAK_COLUMNS` (NaN: no value)."""
+    import vtk
+
+    details, peaks = summary.get("details") or {}, summary.get("peak_segment_strain_pct") or {}
+    keys = ("apex_lps_mm", "long_axis_lps", "anterior_insertion_lps", "septal_sense")
+    if not peaks or any(details.get(key) is None for key in keys):
+        return None
+    axis = np.asarray(details["long_axis_lps"], dtype=float)  # apex -> base; both written rounded: orthonormalise
+    axis /= np.linalg.norm(axis)
+    insertion = np.asarray(details["anterior_insertion_lps"], dtype=float)
+    insertion -= (insertion @ axis) * axis
+    insertion /= np.linalg.norm(insertion)
+    side = float(details["septal_sense"]) * np.cross(axis, insertion)
+    centre = np.asarray(details["apex_lps_mm"], dtype=float) - BULLSEYE_GAP_MM * axis
+
+    def at(radius_mm: float, angle_deg: float) -> np.ndarray:
+        angle = math.radians(angle_deg)
+        return (centre + radius_mm * (math.cos(angle) * insertion + math.sin(angle) * side)) * RAS_TO_LPS
+
+    points, cells = vtk.vtkPoints(), vtk.vtkCellArray()
+    arrays = {name: vtk.vtkDoubleArray() for name in PEAK_COLUMNS.values()}
+    segment_ids = vtk.vtkIntArray()
+    segment_ids.SetName("segment")
+    for name, array in arrays.items():
+        array.SetName(name)
+    for segment in SEGMENTS:
+        extent, values = EXTENTS[segment], peaks.get(str(segment)) or {}
+        steps = max(2, math.ceil(extent.width_deg / 5.0))
+        inner, outer = extent.ring * BULLSEYE_RING_MM, (extent.ring + 1) * BULLSEYE_RING_MM
+        for step in range(steps):
+            angles = [extent.start_deg + extent.width_deg * (step + k) / steps for k in (0, 1)]
+            corners = [at(outer, angles[0]), at(outer, angles[1])]
+            corners += [at(inner, angles[1]), at(inner, angles[0])] if inner > 0.0 else [at(0.0, 0.0)]
+            ids = [points.InsertNextPoint(*corner) for corner in corners]
+            cells.InsertNextCell(len(ids), ids)
+            segment_ids.InsertNextValue(segment)
+            for kind, name in PEAK_COLUMNS.items():
+                value = values.get(kind)
+                arrays[name].InsertNextValue(math.nan if value is None else float(value))
+    polydata = vtk.vtkPolyData()
+    polydata.SetPoints(points)
+    polydata.SetPolys(cells)
+    for array in (segment_ids, *arrays.values()):
+        polydata.GetCellData().AddArray(array)
+    return polydata
+
+
+def _update_bullseye(scene, nodes: RunNodes, summary: dict, prefix: str) -> None:
+    """The peak-strain-per-segment table and the bull's-eye model (refreshed on every call)."""
+    import vtk
+
+    peaks = summary.get("peak_segment_strain_pct") or {}
+    if not peaks:
+        return
+    rows = [{"segment": segment, "name": SEGMENT_NAMES[segment],
+             **{name: (peaks.get(str(segment)) or {}).get(kind) for kind, name in PEAK_COLUMNS.items()}}
+            for segment in SEGMENTS]
+    if "peaks" not in nodes.function:
+        nodes.function["peaks"] = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{prefix} peak strain per segment")
+    _fill_table(nodes.function["peaks"], ["segment", "name", *PEAK_COLUMNS.values()], {"segment": "d", "name": "s"},
+                rows)
+    polydata = bullseye_polydata(summary)
+    if polydata is None:
+        return
+    model = nodes.function.get("bullseye")
+    if model is None:
+        model = nodes.function["bullseye"] = scene.AddNewNodeByClass("vtkMRMLModelNode", f"{prefix} bull's-eye")
+        model.CreateDefaultDisplayNodes()
+    model.SetAndObservePolyData(polydata)
+    display = model.GetDisplayNode()
+    limit = _strain_limit(row[PEAK_COLUMNS[BULLSEYE_SHOWN]] for row in rows)
+    display.SetActiveAttributeLocation(vtk.vtkAssignAttribute.CELL_DATA)
+    display.SetActiveScalarName(PEAK_COLUMNS[BULLSEYE_SHOWN])
+    display.SetAndObserveColorNodeID(strain_colour_table(scene).GetID())
+    display.SetScalarRangeFlag(display.UseManualScalarRange)
+    display.SetScalarRange(-limit, limit)
+    display.SetScalarVisibility(True)
+    display.SetBackfaceCulling(False)
 
 
 STRAIN_MAP_COLUMN = "circumferential_pct"
@@ -320,16 +441,38 @@ def _strain_map_sequence(scene, nodes: RunNodes, run: RunFolder, segment_rows: l
         volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", f"circumferential strain frame {t}")
         _storage_io(scene, volume, slicer.vtkMRMLVolumeArchetypeStorageNode, run.segments_path(t))
         segments = slicer.util.arrayFromVolume(volume).astype(np.int64)
-        lookup = np.zeros(max(18, int(segments.max()) + 1), dtype=np.float32)
+        lookup = np.full(max(18, int(segments.max()) + 1), np.nan, dtype=np.float32)
         for segment in range(1, len(lookup)):
-            value = strain.get((t, segment), math.nan)
-            lookup[segment] = value if math.isfinite(value) else 0.0
+            lookup[segment] = strain.get((t, segment), math.nan)
         slicer.util.updateVolumeFromArray(volume, lookup[segments])
         sequence.SetDataNodeAtValue(volume, nodes.index_values[t])
         scene.RemoveNode(volume)
     nodes.function["strain_map"] = sequence
+    sequence.SetAttribute(STRAIN_LIMIT_ATTRIBUTE, f"{_strain_limit(strain.values()):.6g}")
     if nodes.browser is not None:
         nodes.browser.AddSynchronizedSequenceNodeID(sequence.GetID())
+
+
+STRAIN_LIMIT_ATTRIBUTE = "INRCardiacRegistration.StrainLimit"  # half-width of the strain map's colour range (%)
+
+
+def _show_strain_map(scene, nodes: RunNodes) -> None:
+    """Colour the strain map's proxy volume: blue-white-red over a range symmetric about 0, NaN (outside the
+    myocardium, segments without strain) transparent."""
+    sequence = nodes.function.get("strain_map")
+    proxy = None if sequence is None or nodes.browser is None else nodes.browser.GetProxyNode(sequence)
+    if proxy is None:
+        return
+    if proxy.GetDisplayNode() is None:
+        proxy.CreateDefaultDisplayNodes()
+    display = proxy.GetDisplayNode()
+    limit = float(sequence.GetAttribute(STRAIN_LIMIT_ATTRIBUTE) or 1.0)
+    display.SetAndObserveColorNodeID(strain_colour_table(scene).GetID())
+    display.AutoWindowLevelOff()
+    display.SetWindowLevel(2.0 * limit, 0.0)
+    display.AutoThresholdOff()
+    display.SetThreshold(-1e6, 1e6)  # every finite strain; NaN fails the test, so it is transparent
+    display.ApplyThresholdOn()
 
 
 def _update_curves(scene, nodes: RunNodes, run: RunFolder) -> None:
@@ -398,6 +541,7 @@ def import_run(run_dir: str | Path, scene=None, browser=None, nodes: RunNodes | 
     _update_curves(scene, nodes, run)
     _update_function(scene, nodes, run, prefix)
     sequences_logic().UpdateProxyNodesFromSequences(nodes.browser)
+    _show_strain_map(scene, nodes)
     return nodes
 
 
