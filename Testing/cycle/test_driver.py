@@ -55,10 +55,12 @@ def finished_run(tiny_phantom, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def paper_penalty_run(tiny_phantom, tmp_path_factory):
-    """The same run with the paper's Jacobian penalty in the LV cavity too (``--blood-pool-jacobian identity``), as
-    every run made before the cavity had its own penalty."""
+    """The same run with the paper's Jacobian penalty in the LV cavity too (``--blood-pool-jacobian identity``) and
+    without the fast preset's speed options (every pair runs all its iterations, the penalty on all points), as
+    every run made before those existed."""
     out = tmp_path_factory.mktemp("runs") / "paper_penalty"
-    assert main(register_argv(tiny_phantom, out, "--quiet", "--no-report", "--blood-pool-jacobian", "identity")) == 0
+    assert main(register_argv(tiny_phantom, out, "--quiet", "--no-report", "--blood-pool-jacobian", "identity",
+                              "--plateau-window", "0", "--jacobian-points", "0")) == 0
     return RunFolder(out)
 
 
@@ -79,6 +81,7 @@ def test_run_folder_is_complete(finished_run, tiny_phantom):
     info = run.read_run_info()
     assert info["status"] == "finished" and info["frames"] == 4 and info["mode"] == "non-sequential"
     assert info["config"]["width"] == 64 and info["config"]["warm_start_iterations"] == 30
+    assert isinstance(info["torch_threads"], int) and info["torch_threads"] >= 1
     for t in range(4):
         for path in (run.transform_path(t), run.label_path(t), run.landmarks_path(t), run.record_path(t)):
             assert path.is_file(), path

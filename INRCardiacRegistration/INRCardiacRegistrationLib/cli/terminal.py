@@ -61,4 +61,7 @@ class TerminalProgress(TerminalBar):
         elif kind == "frame_finished" and self.bar is not None:
             self.bar.write(frame_line(event), file=sys.stderr)
         elif kind in FINAL_EVENTS:
+            if kind == FINAL_EVENTS[0] and self.bar is not None:  # pairs ended by a plateau ran fewer iterations
+                self.bar.total = self.bar.n
+                self.bar.refresh()
             self.close()

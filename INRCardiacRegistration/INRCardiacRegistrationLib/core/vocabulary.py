@@ -121,7 +121,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("tre_mm", "TRE", "mm", ".2f", "mean distance of the tracked landmarks to their annotated positions in "
            "frame t"),
     Metric("negative_jacobian_pct", "Folding", "%", ".4f", "share of the reference sampling-mask voxels where "
-           "det(grad phi) <= 0 (phi: reference -> frame t, composed in sequential mode)"),
+           "det(grad phi) <= 0 (phi: reference -> frame t as written, grad phi by central differences one grid "
+           "spacing wide)"),
     Metric("final_loss", "Final loss", "", ".4f", "loss of the pair trained for frame t at its last iteration"),
     Metric("seconds", "Time", "s", ".1f", "seconds spent on frame t (training and outputs)"),
     Metric("iterations", "Iterations", "", "d", "optimiser iterations of the pair trained for frame t"),

@@ -105,7 +105,6 @@ class _Tracking:
 
     previous: PairRegistration | None = None
     positions: np.ndarray | None = None      # field-grid nodes mapped to the last frame (N, 3) LPS mm
-    determinants: np.ndarray | None = None   # det grad phi of the composed map at the sampling-mask nodes
     mask: Volume | None = None               # the reference sampling mask carried into the last frame
 
 
@@ -147,7 +146,8 @@ class _CycleRun:
     def details(self, warnings_text: list[str]) -> dict:
         """What ``run.json`` records besides the request."""
         return {"order": self.order, **{key: grid.to_dict() for key, grid in self.grids.items()},
-                "device": str(self.device), "versions": _versions(), "warnings": list(warnings_text)}
+                "device": str(self.device), "torch_threads": torch.get_num_threads(), "versions": _versions(),
+                "warnings": list(warnings_text)}
 
     def iterations_for(self, frame: int) -> int:
         registration = self.config.registration
@@ -167,14 +167,14 @@ class _CycleRun:
         write_trajectories_csv(self.run.trajectories_csv, Trajectories(tuple(frames), self.inputs.landmarks.labels,
                                                                        points))
 
-    def write_frame(self, frame: int, displacement: np.ndarray, determinants: np.ndarray,
-                    result: PairRegistration | None, pair: str,
+    def write_frame(self, frame: int, displacement: np.ndarray, result: PairRegistration | None, pair: str,
                     seconds: float) -> tuple[FrameRecord, SampledDisplacementMap]:
         """Write every file of ``frame`` and, last, its record. ``displacement``: u at the field-grid nodes.
 
         The field is tapered to zero at its grid's edge (:mod:`.field_region`; unchanged on the sampling mask and
-        the landmarks). Landmarks and the propagated label are derived from the written field itself (trilinear
-        between its nodes, as ITK and Slicer apply it), so every output agrees with the transform file."""
+        the landmarks). Landmarks, the propagated label and the folding (det grad phi at the sampling-mask nodes,
+        central differences one grid spacing wide) are derived from the written field itself (trilinear between its
+        nodes, as ITK and Slicer apply it), so every output agrees with the transform file."""
         run, inputs = self.run, self.inputs
         frame_grid = inputs.frames[frame].geometry
         u = self.region.taper(displacement.reshape(*self.grid.array_shape, 3))
@@ -183,7 +183,9 @@ class _CycleRun:
         reference_myocardium = inputs.myocardium[self.reference]
         if frame == self.reference:
             propagated = reference_myocardium.array.astype(np.uint8)
+            determinants = np.ones(len(self.mask_nodes))
         else:
+            determinants = np.linalg.det(field_map.deformation_gradient_at(self.nodes[self.mask_nodes]))
             as_bytes = reference_myocardium.with_array(reference_myocardium.array.astype(np.uint8))
             propagated = field_map.propagate_fixed_label(as_bytes, frame_grid).array
         Volume(propagated, frame_grid).write(run.label_path(frame))
@@ -220,22 +222,19 @@ class _CycleRun:
             return self.reference
         return self.order[self.order.index(frame) - 1] if frame != self.order[0] else self.reference
 
-    def advance(self, frame: int, result: PairRegistration) -> tuple[np.ndarray, np.ndarray]:
-        """Apply ``frame``'s pair to the tracked points: ``(u at the field nodes, det at the mask nodes)`` of the
-        map reference -> ``frame``; updates the tracking state."""
+    def advance(self, frame: int, result: PairRegistration) -> np.ndarray:
+        """Apply ``frame``'s pair to the tracked points: u at the field nodes of the map reference -> ``frame``;
+        updates the tracking state."""
         tracking = self.tracking
         if self.config.mode == "non-sequential":
             displacement = result.displacement_at(self.nodes)
-            determinants = result.jacobian_determinant_at(self.nodes[self.mask_nodes])
         else:
             positions = self.nodes if tracking.positions is None else tracking.positions
-            previous_det = 1.0 if tracking.determinants is None else tracking.determinants
             moved = result.map_points(positions)
-            determinants = result.jacobian_determinant_at(positions[self.mask_nodes]) * previous_det
             displacement = moved - self.nodes
-            tracking.positions, tracking.determinants = moved, determinants
+            tracking.positions = moved
         tracking.previous = result
-        return displacement, determinants
+        return displacement
 
     def carry_mask(self, frame: int, field_map: SampledDisplacementMap) -> None:
         """Sequential mode: the reference sampling mask carried into ``frame`` (where the next pair samples)."""
@@ -264,11 +263,11 @@ class _CycleRun:
                                blood_pool=inputs.blood_pool if fixed == self.reference else None,
                                initial=tracking.previous, coordinates=self.coordinates, progress=on_progress,
                                cancel=self.session.cancel_requested)
-        clock.iterations_done = done_before + config.iterations
+        clock.iterations_done = done_before + len(result.loss_history)  # fewer than planned after a plateau
         clock.training_seconds = seconds_before + result.seconds
-        displacement, determinants = self.advance(frame, result)
+        displacement = self.advance(frame, result)
         seconds = time.perf_counter() - started
-        record, field_map = self.write_frame(frame, displacement, determinants, result, f"{fixed}->{frame}", seconds)
+        record, field_map = self.write_frame(frame, displacement, result, f"{fixed}->{frame}", seconds)
         self.carry_mask(frame, field_map)
         clock.overhead_seconds.append(time.perf_counter() - started - result.seconds)
         return record
@@ -276,7 +275,7 @@ class _CycleRun:
     def replay(self, frame: int) -> None:
         """Rebuild the tracking state after a finished ``frame`` from its checkpoint (resume)."""
         result = PairRegistration.load(self.run.checkpoint_path(frame), self.device)
-        displacement, _ = self.advance(frame, result)
+        displacement = self.advance(frame, result)
         if self.config.mode == "sequential" and frame == self.last_finished:
             tapered = self.region.taper(displacement.reshape(*self.grid.array_shape, 3))  # as written
             self.carry_mask(frame, SampledDisplacementMap(tapered, self.grid))
@@ -290,8 +289,7 @@ class _CycleRun:
         self.last_finished = self.order[finished - 1] if finished else None
         if self.reference not in records:
             zero = np.zeros_like(self.nodes)
-            records[self.reference] = self.write_frame(self.reference, zero, np.ones(len(self.mask_nodes)), None,
-                                                       "", math.nan)[0]
+            records[self.reference] = self.write_frame(self.reference, zero, None, "", math.nan)[0]
         if self.config.mode == "sequential":
             for frame in self.order[:finished]:
                 self.replay(frame)

@@ -75,8 +75,8 @@ class DisplacementMap:
         """phi^-1: moving-frame points (N, 3) LPS mm -> the reference-frame points that map onto them.
 
         First the fixed-point iteration ``x <- y - u(x)`` from ``x = y`` (cheap; it converges where phi
-        compresses or stretches by less than 2x); points where a step stops reducing ``|phi(x) - y|`` continue
-        with damped Newton steps ``x <- x - s (grad phi)^-1 (phi(x) - y)`` (grad phi by central differences,
+        compresses or stretches by less than 2x); points where a step no longer halves ``|phi(x) - y|`` (slow or
+        no convergence) continue with damped Newton steps ``x <- x - s (grad phi)^-1 (phi(x) - y)`` (grad phi by central differences,
         ``s`` halved until the residual drops). Returns ``(x, residual_mm)`` with ``residual = |phi(x) - y|``.
         """
         targets = np.asarray(points_mm, dtype=np.float64).reshape(-1, 3)
@@ -93,18 +93,22 @@ class DisplacementMap:
             x[moved], error[moved], residual[moved] = trial[better], trial_error[better], trial_residual[better]
             return better
 
-        stalled = np.zeros(targets.shape[0], dtype=bool)
+        stalled = np.zeros(targets.shape[0], dtype=bool)  # left to Newton: the plain step no longer halves it
         for _ in range(iterations):
             active = np.flatnonzero((residual > tolerance_mm) & ~stalled)
             if active.size == 0:
                 break
-            stalled[active[~attempt(active, x[active] - error[active])]] = True
+            before = residual[active]
+            attempt(active, x[active] - error[active])
+            stalled[active[residual[active] > 0.5 * before]] = True
+        hopeless = np.zeros(targets.shape[0], dtype=bool)  # no Newton step of any length lowered the residual
         for _ in range(newton_iterations):
-            active = np.flatnonzero(residual > tolerance_mm)
+            active = np.flatnonzero((residual > tolerance_mm) & ~hopeless)
             if active.size == 0:
                 break
             jacobian = self.jacobian_finite_difference(x[active])
             usable = np.abs(np.linalg.det(jacobian)) > 1e-6
+            hopeless[active[~usable]] = True
             active, jacobian = active[usable], jacobian[usable]
             if active.size == 0:
                 break
@@ -116,6 +120,7 @@ class DisplacementMap:
                 if active.size == 0:
                     break
                 scale *= 0.5
+            hopeless[active] = True
         return x, residual
 
     def propagate_fixed_label(self, label: Volume, grid: Geometry, iterations: int = 100) -> Volume:

@@ -25,6 +25,7 @@ from .intensity import normalize_quantiles, normalize_window
 from .interpolation import VolumeSampler
 from .jacobian import determinant_of_identity_plus, jacobian_autograd
 from .losses import registration_loss
+from .plateau import PlateauRule
 from .registration_result import PairRegistration
 from .sampling import MaskPointSampler
 from .siren import Siren
@@ -95,7 +96,8 @@ def register_pair(
         config: hyper-parameters (default: the paper's).
         initial: warm start from a previous registration or network (same width/depth/omega).
         coordinates: normalised coordinate frame to use (default: around the sampling mask).
-        progress: called every ``config.progress_every`` iterations and at the end.
+        progress: called every ``config.progress_every`` iterations and at the end (when the plateau rule ends the
+            pair early, the last report's ``iterations`` is the iteration it stopped at).
         cancel: a ``threading.Event`` or a callable; when set, :class:`RegistrationCancelled` is raised.
     """
     config = config or RegistrationConfig()
@@ -142,13 +144,15 @@ def register_pair(
     losses: list[torch.Tensor] = []
     started = time.perf_counter()
 
-    def report(iteration: int) -> None:
+    plateau = PlateauRule(config.plateau_window, config.plateau_gain) if config.plateau_window else None
+
+    def report(iteration: int, iterations: int = config.iterations) -> None:
         if progress is None:
             return
         elapsed = time.perf_counter() - started
         loss = float(losses[-1]) if losses else float("nan")
-        eta = elapsed / iteration * (config.iterations - iteration) if iteration else float("nan")
-        progress(RegistrationProgress(iteration, config.iterations, loss, elapsed, eta))
+        eta = elapsed / iteration * (iterations - iteration) if iteration else float("nan")
+        progress(RegistrationProgress(iteration, iterations, loss, elapsed, eta))
 
     for iteration in range(1, config.iterations + 1):
         if is_cancelled(cancel):
@@ -189,11 +193,14 @@ def register_pair(
         terms["loss"].backward()
         optimizer.step()
         losses.append(terms["loss"].detach())
-        if iteration % config.progress_every == 0 or iteration == config.iterations:
+        stop = plateau is not None and iteration < config.iterations and plateau.converged(losses)
+        if iteration % config.progress_every == 0 or iteration == config.iterations or stop:
             if not torch.isfinite(losses[-1]):
                 raise FloatingPointError(f"registration diverged: loss is {float(losses[-1])} at iteration "
                                          f"{iteration}; lower the learning rate")
-            report(iteration)
+            report(iteration, iteration if stop else config.iterations)  # a plateau ends the pair here
+        if stop:
+            break
 
     seconds = time.perf_counter() - started
     history = torch.stack(losses).cpu().numpy().astype(float).tolist() if losses else []
