@@ -59,6 +59,7 @@ UI_WIDGET_CLASSES = {
     "resultsTableView": "qMRMLTableView",
     "showChartsButton": "QPushButton",
     "openRunFolderButton": "QPushButton",
+    "loadRunFolderButton": "QPushButton",
     "stabilisingCheckBox": "QCheckBox",
     "followNodeSelector": "qMRMLNodeComboBox",
     "followButton": "QPushButton",
@@ -244,6 +245,7 @@ class INRCardiacRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationM
         self.timer = None
         self.segmenting = False  # TotalSegmentator is running (in this thread, events pumped by its log lines)
         self.cancelRequested = False
+        self.loadedNodes = None  # the results of a run folder opened with "Load run folder..."
 
     def setup(self):
         import qt
@@ -274,6 +276,7 @@ class INRCardiacRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationM
         self.ui.resumeButton.connect("clicked(bool)", self.onResume)
         self.ui.showChartsButton.connect("clicked(bool)", self.onShowCharts)
         self.ui.openRunFolderButton.connect("clicked(bool)", self.onOpenRunFolder)
+        self.ui.loadRunFolderButton.connect("clicked(bool)", self.onLoadRunFolder)
         self.ui.followButton.connect("clicked(bool)", self.onFollow)
         self.initializeParameterNode()
         self.updateButtons()
@@ -346,7 +349,8 @@ class INRCardiacRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationM
         self.ui.cancelButton.enabled = busy
         self.ui.resumeButton.enabled = not busy and self.run is not None and self.run.progress.state in (
             RunState.CANCELLED, RunState.FAILED)
-        self.ui.followButton.enabled = self.run is not None and self.run.nodes is not None
+        self.ui.followButton.enabled = self.resultNodes() is not None
+        self.ui.loadRunFolderButton.enabled = not busy
 
     # --- actions ---------------------------------------------------------------------------------------
     def onUseShownVolume(self):
@@ -477,16 +481,35 @@ class INRCardiacRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationM
                 if progress.warnings:
                     slicer.util.warningDisplay("\n".join(progress.warnings), windowTitle=_("INR Cardiac Registration"))
 
-    def onShowCharts(self):
+    def resultNodes(self):
+        """The results shown: the run of this session, else the last run folder loaded."""
         if self.run is not None and self.run.nodes is not None:
-            self.logic.showResults(self.run.nodes)
+            return self.run.nodes
+        return self.loadedNodes
+
+    def onShowCharts(self):
+        if self.resultNodes() is not None:
+            self.logic.showResults(self.resultNodes())
+
+    def onLoadRunFolder(self):
+        import qt
+
+        folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Run folder (the one with run.json)"))
+        if not folder:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Could not load the run folder."), waitCursor=True):
+            self.loadedNodes = self.logic.loadRunFolder(folder)
+            self.updateButtons()
+            self.logic.showResults(self.loadedNodes)
+            self.showStatus(_("Loaded {count} finished frame(s) of {folder}; play the sequence browser.").format(
+                count=len(self.loadedNodes.frames), folder=folder))
 
     def onFollow(self):
         with slicer.util.tryWithErrorDisplay(_("Could not move the node with the heart.")):
-            if self.run is None or self.run.nodes is None:
-                raise ValueError(_("Register first: the transforms come from a run."))
+            if self.resultNodes() is None:
+                raise ValueError(_("Register first, or load a run folder: the transforms come from a run."))
             node = self.ui.followNodeSelector.currentNode()
-            self.logic.moveWithMotion(node, self.run.nodes)
+            self.logic.moveWithMotion(node, self.resultNodes())
             self.showStatus(_("{name} now moves with the heart; play the sequence browser.").format(
                 name=node.GetName()))
 
@@ -695,6 +718,17 @@ class INRCardiacRegistrationLogic(ScriptedLoadableModuleLogic):
         move_with_motion(node, nodes)
 
     # --- results ----------------------------------------------------------------------------------------
+    @staticmethod
+    def loadRunFolder(runDirectory):
+        """Open a run folder (command line, cohort, GPU server; finished or in progress) with the CT it was made
+        from; returns its result nodes (see :func:`INRCardiacRegistrationLib.mrml.bridge.load_run_folder`)."""
+        from INRCardiacRegistrationLib.mrml.bridge import load_run_folder
+
+        cycle, nodes = load_run_folder(runDirectory)
+        if cycle is not None:
+            slicer.util.setSliceViewerLayers(background=cycle.browser.GetProxyNode(cycle.ct), fit=True)
+        return nodes
+
     @staticmethod
     def showResults(nodes):
         """Show the propagated myocardium, the strain map over the CT (when the function was measured) and the

@@ -49,3 +49,23 @@ def test_a_defect_is_not_reported_as_bad_input(monkeypatch):
                "sys.exit(m.main(['pair', '--out', 'o']))")
     result = subprocess.run([sys.executable, "-c", planted], capture_output=True, text=True)
     assert result.returncode == ExitCode.FAILED and "Traceback" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_cpu_run_without_a_preset_takes_the_fast_preset_and_says_so(tiny_phantom, tmp_path, capsys):
+    """No ``--preset`` on a CPU: the fast preset, and one line saying so with the paper preset's time per frame;
+    ``--preset paper`` is kept as asked (the tiny overrides keep both runs short)."""
+    from helpers import phantom_request
+    from INRCardiacRegistrationLib.cycle.run_folder import RunFolder
+
+    argv = phantom_request(tiny_phantom).to_argv()
+    at = argv.index("--preset")
+    without = argv[:at] + argv[at + 2:]
+    assert main(["register", *without, "--out", str(tmp_path / "auto"), "--quiet", "--no-report"]) == 0
+    notice = [line for line in capsys.readouterr().err.splitlines() if "no GPU here" in line]
+    assert len(notice) == 1 and "--preset paper" in notice[0] and "minutes per frame" in notice[0]
+    assert RunFolder(tmp_path / "auto").read_request().settings.preset == "fast"
+    assert main(["register", *without, "--preset", "paper", "--out", str(tmp_path / "paper"), "--quiet",
+                 "--no-report"]) == 0
+    assert "no GPU here" not in capsys.readouterr().err
+    assert RunFolder(tmp_path / "paper").read_request().settings.preset == "paper"

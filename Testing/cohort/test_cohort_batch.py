@@ -275,3 +275,20 @@ def test_ctrl_c_stops_running_patients_after_their_saved_frames(manifest, tmp_pa
     assert "the same batch command continues it" in events[-2]["reason"]
     summary = read_csv(out / "cohort_summary.csv")
     assert summary[0]["status"] == "cancelled"
+
+
+def test_cpu_workers_one_per_core_within_memory(monkeypatch):
+    """Without CUDA the local batch runs one patient per CPU core (each with one thread), but no more than one per
+    3 GiB of memory."""
+    import os
+
+    from INRCardiacRegistrationLib.cohort.batch import cpu_workers
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    pages = {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 128 * 2**30 // 4096}
+    monkeypatch.setattr(os, "sysconf", lambda name: pages[name])
+    assert cpu_workers() == 16
+    pages["SC_PHYS_PAGES"] = 8 * 2**30 // 4096  # 8 GiB: two workers of 3 GiB
+    assert cpu_workers() == 2
+    pages["SC_PHYS_PAGES"] = 2**30 // 4096
+    assert cpu_workers() == 1

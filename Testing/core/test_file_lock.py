@@ -23,6 +23,12 @@ with exclusive_lock(sys.argv[1]):
     sys.stdin.readline()
 """
 
+PROBE = """
+import sys
+from INRCardiacRegistrationLib.core.file_lock import is_locked
+print("locked" if is_locked(sys.argv[1]) else "free")
+"""
+
 
 def hold(path) -> subprocess.Popen:
     """Another process holding the lock on ``path`` until a line is written to its stdin (or it is killed)."""
@@ -54,8 +60,12 @@ def test_a_held_lock_is_busy_then_free_when_released(tmp_path):
         with exclusive_lock(path, wait_s=30, poll_s=0.1, on_wait=told.append):
             waited = time.monotonic() - start
             assert lock_holder(path).startswith(f"pid {os.getpid()} ")
+            # the holder removed the file it released; the waiter holds the file now at the path, which a third
+            # process finds locked
+            assert subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True,
+                                  timeout=60).stdout.strip() == "locked"
         assert 0.5 < waited < 30 and len(told) == 1 and f"pid {holder.pid}" in told[0]
-        assert not is_locked(path)
+        assert not is_locked(path) and not path.exists()  # released: no lock file left behind
     finally:
         holder.wait(timeout=30)
 

@@ -44,8 +44,8 @@ def test_volume_rejects_bad_input(tmp_path):
     with pytest.raises(ValueError, match="not found"):
         Volume.read(tmp_path / "missing.nii.gz")
     (tmp_path / "junk.nii.gz").write_bytes(b"not an image")
-    with pytest.raises(ValueError, match="cannot read"):
-        Volume.read(tmp_path / "junk.nii.gz")
+    with pytest.raises(ValueError, match="is not an image SimpleITK can read .* convert it"):
+        Volume.read(tmp_path / "junk.nii.gz")  # what to do, not ITK's "Unable to determine ImageIO reader"
     image4d = sitk.Image([3, 3, 3, 2], sitk.sitkFloat32)
     with pytest.raises(ValueError, match="3D"):
         Volume.from_sitk(image4d)

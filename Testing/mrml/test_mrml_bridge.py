@@ -320,3 +320,27 @@ def test_inputs_exported_from_mrml_register_like_the_files(tiny_phantom, worker_
     difference = np.abs(ours.points_lps - theirs.points_lps).max()
     print(f"max trajectory difference MRML export vs files: {difference:.2e} mm")
     assert ours.labels == theirs.labels and difference < 0.01
+
+
+@pytest.mark.slow
+def test_any_run_folder_opens_with_the_ct_it_was_made_from(worker_run, tmp_path):
+    """load_run_folder (the module's "Load run folder..."): the CT of run.json as a volume sequence whose browser
+    also plays the run's results; a run whose image has moved opens alone; a folder without run.json is refused."""
+    import json
+
+    from INRCardiacRegistrationLib.core.vocabulary import InputError
+    from INRCardiacRegistrationLib.mrml.bridge import load_run_folder
+
+    scene = new_scene()
+    cycle, nodes = load_run_folder(worker_run.root, scene)
+    assert cycle.ct.GetNumberOfDataNodes() == 4 and nodes.frames == [0, 1, 2, 3]
+    assert nodes.browser is cycle.browser and cycle.browser.IsSynchronizedSequenceNode(nodes.segmentations.GetID())
+    moved = tmp_path / "moved"
+    shutil.copytree(worker_run.root, moved)
+    info = json.loads((moved / "run.json").read_text())
+    info["inputs"]["image"] = str(tmp_path / "gone" / "ct_4d.nii.gz")
+    (moved / "run.json").write_text(json.dumps(info))
+    cycle, nodes = load_run_folder(moved, scene)
+    assert cycle is None and nodes.frames == [0, 1, 2, 3] and nodes.browser is not None
+    with pytest.raises(InputError, match="not a run folder"):
+        load_run_folder(tmp_path, scene)

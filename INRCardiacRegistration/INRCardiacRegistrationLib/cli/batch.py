@@ -44,7 +44,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     engine.add_argument("--scheduler", metavar="ADDRESS",
                         help="Dask scheduler address (tcp://host:8786) or scheduler JSON file; implies --executor dask")
     engine.add_argument("--workers", type=int, metavar="N",
-                        help="local workers = patients at a time (default: one per GPU, or 1 without CUDA)")
+                        help="local workers = patients at a time (default: one per GPU; without CUDA one per CPU core "
+                             "with one thread each, at most one per 3 GiB of memory)")
     engine.add_argument("--gpus-per-task", type=int, metavar="G",
                         help="GPUs one patient holds (a Dask resource 'GPU'; remote workers must be started with "
                              "--resources GPU=G); default 1 locally with CUDA, else 0")

@@ -47,20 +47,47 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
+# The paper preset's seconds per iteration on 2 CPU cores (docs/benchmarks.md, "Iteration speed (cpu)": AMD EPYC,
+# analytic Jacobian), scaled by the core count for the estimate a CPU user is shown.
+PAPER_SECONDS_PER_ITERATION_2_CORES = 1.0
+
+
+def preset_for_this_machine(args: argparse.Namespace) -> tuple[str | None, str]:
+    """``("fast", notice)`` when a new run gives no ``--preset`` and its device is a CPU, where the paper preset
+    would take hours; ``(None, "")`` (the parser's default, the paper) when the device is a GPU."""
+    import os
+
+    from ..engine.config import preset
+    from ..engine.devices import resolve_device
+
+    device = resolve_device(getattr(args, "config_device", None) or "auto")
+    if device.type != "cpu":
+        return None, ""
+    cores = os.cpu_count() or 1
+    minutes = preset("paper").warm_start_iterations * PAPER_SECONDS_PER_ITERATION_2_CORES * min(2, cores) / cores / 60
+    return "fast", (f"no GPU here: using --preset fast (a CPU-friendly network and schedule); the paper preset would "
+                    f"take about {minutes:.0f} minutes per frame on these {cores} CPU cores (give --preset paper to "
+                    "use it anyway)")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..cycle.run_folder import RunFolder
 
     options = WorkerOptions.from_arguments(args)
     stored = None
+    notice = ""
     if options.resume and args.image is None:
         stored = RunFolder(args.out).read_request()
+    elif not options.resume and args.preset is None:
+        args.preset, notice = preset_for_this_machine(args)
     request = request_from_arguments(args, stored, source=f"{args.out}/run.json")
-    return run_request(request, args.out, options)
+    return run_request(request, args.out, options, notice)
 
 
-def run_request(request: RunRequest, run_dir: str | Path, options: WorkerOptions | None = None) -> int:
+def run_request(request: RunRequest, run_dir: str | Path, options: WorkerOptions | None = None,
+                notice: str = "") -> int:
     """Run ``request`` into ``run_dir`` in this process, as the worker does (``options``: default with a progress
-    bar); returns the exit code."""
+    bar; ``notice``: a line for stderr once the inputs are read); returns the exit code."""
     from ..core.file_lock import LockBusy
     from ..cycle.driver import CycleFailed, register_cycle
     from ..cycle.inputs import read_cycle_inputs
@@ -74,6 +101,8 @@ def run_request(request: RunRequest, run_dir: str | Path, options: WorkerOptions
         inputs, texts = read_cycle_inputs(request.inputs, request.settings.reference_frame)
     for text in texts:
         print(f"{PROG}: warning: {text}", file=sys.stderr)
+    if notice:
+        print(f"{PROG}: {notice}", file=sys.stderr)
     if event.is_set():
         print(f"{PROG}: cancelled before the run started (nothing written)", file=sys.stderr)
         return ExitCode.CANCELLED

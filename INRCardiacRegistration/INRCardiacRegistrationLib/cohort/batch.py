@@ -145,6 +145,21 @@ def _failure_reason(lines: list[str], code: int | None) -> str:
     return body[-1].strip() if body else f"exit code {code}"
 
 
+MEMORY_PER_CPU_WORKER_GIB = 3.0  # one patient's worker on a CPU: torch, the frames, the field grid (generous)
+
+
+def cpu_workers() -> int:
+    """Local workers without CUDA: one per CPU core, each with one thread (docs/benchmarks.md, "Cohort
+    throughput": 2 workers x 1 thread gave 61 patients an hour on 2 cores, 1 x 2 gave 43), at most one per
+    :data:`MEMORY_PER_CPU_WORKER_GIB` of the machine's memory."""
+    cores = os.cpu_count() or 1
+    try:
+        memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (AttributeError, ValueError, OSError):  # not POSIX: the cores decide
+        return cores
+    return max(1, min(cores, int(memory_gib // MEMORY_PER_CPU_WORKER_GIB)))
+
+
 def gpu_slot(visible: str | None, index: int, gpus: int) -> str:
     """``CUDA_VISIBLE_DEVICES`` for local worker ``index`` holding ``gpus`` GPUs: its share of the devices this
     machine shows (``visible``, the batch's own ``CUDA_VISIBLE_DEVICES``; None: all, numbered from 0)."""
@@ -368,7 +383,7 @@ class CohortBatch:
         if gpus and devices < gpus:
             raise InputError(f"{gpus} GPU(s) per task, but this machine has {devices} CUDA device(s); ask for 0 GPUs "
                              "per task to run on the CPU", option="gpus_per_task")
-        workers = settings.workers or (devices // gpus if gpus else 1)
+        workers = settings.workers or (devices // gpus if gpus else cpu_workers())
         if gpus and workers * gpus > devices:
             raise InputError(f"{workers} workers x {gpus} GPU(s) per task need {workers * gpus} GPUs; this machine has "
                              f"{devices}")

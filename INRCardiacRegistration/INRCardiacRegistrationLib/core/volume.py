@@ -69,7 +69,7 @@ class Volume:
         try:
             image = sitk.ReadImage(str(path))
         except RuntimeError as error:
-            raise InputError(f"{label}: cannot read {path}: {str(error).strip().splitlines()[-1]}") from error
+            raise unreadable_image(label, path, error) from error
         return cls.from_sitk(image, label)
 
     def write(self, path: str | Path) -> Path:
@@ -108,3 +108,21 @@ class Volume:
             info = np.iinfo(array.dtype)
             result = np.clip(np.rint(result), info.min, info.max).astype(array.dtype)
         return result
+
+
+def itk_error_text(error: RuntimeError) -> str:
+    """The line of an ITK exception that says what went wrong (without ITK's file and line prefixes)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Tried to create", "Exception thrown"))]
+    return (useful or lines or ["unknown error"])[-1].removeprefix("sitk::ERROR:").strip()
+
+
+def unreadable_image(label: str, path: str | Path, error: RuntimeError) -> InputError:
+    """The user's error for an image SimpleITK could not read: what to do when no reader knows the file, else
+    ITK's reason."""
+    text = itk_error_text(error)
+    if "Unable to determine ImageIO" in text:
+        return InputError(f"{label}: {path} is not an image SimpleITK can read (it reads NIfTI .nii/.nii.gz, NRRD "
+                          ".nrrd/.seq.nrrd, MetaImage .mha/.mhd and DICOM): check that the file is complete and its "
+                          "suffix says its format, or convert it, e.g. load it in 3D Slicer and save it as .nii.gz")
+    return InputError(f"{label}: cannot read {path}: {text}")

@@ -89,6 +89,8 @@ class RunSession:
         self.run.write_run_info(info)
 
     def finish(self, state: RunState, **extra) -> None:
-        """Record how this session ended in ``run.json`` (status, end time, seconds, and e.g. the error)."""
+        """Record how this session ended in ``run.json`` (status, end time, seconds, and e.g. the error); a
+        ``cancel`` file, whose request this ending answered, is removed."""
+        self.run.clear_cancel()
         self.run.update_run_info(status=state.value, ended=now_text(),
                                  seconds=round(time.perf_counter() - self.started, 2), **extra)

@@ -55,7 +55,8 @@ class RegistrationConfig:
     jacobian_points: int = _field(0, "points per iteration that carry the Jacobian penalty (0 = all, the paper)",
                                   minimum=0, limit=10_000_000)
     plateau_window: int = _field(0, "0: every pair runs all its iterations (the paper); > 0: every this many "
-                                    "iterations the pair stops once its loss has reached a plateau (engine/plateau.py)",
+                                    "iterations a warm-started pair stops once its loss has reached a plateau "
+                                    "(engine/plateau.py)",
                                  minimum=0, limit=100_000)
     plateau_gain: float = _field(0.05, "plateau rule: the pair stops when its last window's loss gain is at most this "
                                        "share of its best window's gain", minimum=0.0, maximum=1.0,

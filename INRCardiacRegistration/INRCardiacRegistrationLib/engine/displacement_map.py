@@ -76,8 +76,9 @@ class DisplacementMap:
 
         First the fixed-point iteration ``x <- y - u(x)`` from ``x = y`` (cheap; it converges where phi
         compresses or stretches by less than 2x); points where a step no longer halves ``|phi(x) - y|`` (slow or
-        no convergence) continue with damped Newton steps ``x <- x - s (grad phi)^-1 (phi(x) - y)`` (grad phi by central differences,
-        ``s`` halved until the residual drops). Returns ``(x, residual_mm)`` with ``residual = |phi(x) - y|``.
+        no convergence) continue with damped Newton steps ``x <- x - s (grad phi)^-1 (phi(x) - y)`` (grad phi by
+        central differences, ``s`` halved until the residual drops; a point no step lowers is given up). Returns
+        ``(x, residual_mm)`` with ``residual = |phi(x) - y|``.
         """
         targets = np.asarray(points_mm, dtype=np.float64).reshape(-1, 3)
         x = targets.copy()

@@ -7,7 +7,9 @@ falls steadily (equal gains) runs to the pair's iteration count, the ceiling; a 
 ``exp(-k / T)`` stops once its window gains have shrunk to ``gain`` of its best, when what is left to gain is at
 most ``gain * r / (1 - r)`` of the best window's gain (r = exp(-window / T)). The rule does not depend on the
 loss's scale (image NCC, SDF NCC and the penalty differ by data set). Mini-batch noise is averaged over a window;
-the rule is checked once per window (one device synchronisation per window).
+the rule is checked once per window (one device synchronisation per window). :func:`.pair_registration.register_pair`
+applies it to warm-started pairs only: from scratch the loss levels off after its first fast fall long before the
+map is done.
 """
 
 from __future__ import annotations

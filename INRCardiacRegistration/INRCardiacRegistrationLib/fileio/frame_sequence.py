@@ -33,7 +33,7 @@ import SimpleITK as sitk
 from ..core.geometry import Geometry
 from ..core.gzip_check import require_complete_gzip
 from ..core.vocabulary import InputError
-from ..core.volume import Volume
+from ..core.volume import Volume, itk_error_text, unreadable_image
 
 GRID_TOLERANCE_MM = 1e-3
 DICOM_POSITION_TOLERANCE_MM = 0.01
@@ -347,7 +347,7 @@ def _read_dicom_folder(folder: Path, files: list[Path], name: str) -> _RawSequen
         try:
             image = reader.Execute()
         except RuntimeError as error:
-            raise InputError(f"{where}: cannot read phase {t}: {_itk_message(error)}") from error
+            raise InputError(f"{where}: cannot read phase {t}: {itk_error_text(error)}") from error
         frames.append(_RawFrame(sitk.GetArrayFromImage(image), _spatial_geometry(image, name, folder)))
 
     messages: list[str] = []
@@ -378,7 +378,7 @@ def _dicom_header(path: Path, name: str) -> _DicomFile | None:
     except RuntimeError as error:
         if path.name.upper() == "DICOMDIR":
             return None
-        raise InputError(f"{name}: cannot read DICOM file {path}: {_itk_message(error)}") from error
+        raise InputError(f"{name}: cannot read DICOM file {path}: {itk_error_text(error)}") from error
     keys = set(reader.GetMetaDataKeys())
     if _ROWS not in keys or _COLUMNS not in keys:
         return None
@@ -465,7 +465,7 @@ def _read_image(path: Path, name: str) -> sitk.Image:
     try:
         return reader.Execute()
     except RuntimeError as error:
-        raise InputError(f"{name}: cannot read {path}: {_itk_message(error)}") from error
+        raise unreadable_image(name, path, error) from error
 
 
 def _image_io(path: Path) -> str:
@@ -474,12 +474,6 @@ def _image_io(path: Path) -> str:
         return sitk.ImageFileReader.GetImageIOFromFileName(str(path))
     except RuntimeError:
         return ""
-
-
-def _itk_message(error: RuntimeError) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    useful = [line for line in lines if not line.startswith(("Tried to create", "Exception thrown"))]
-    return (useful or lines or ["unknown error"])[-1].removeprefix("sitk::ERROR:").strip()
 
 
 def _spatial_geometry(image: sitk.Image, name: str, path: Path) -> Geometry:

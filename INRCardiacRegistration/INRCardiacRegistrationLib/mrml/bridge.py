@@ -26,7 +26,8 @@ Slicer and on the PyPI ``slicer-core`` wheel alike.
   red (lengthening) on a range symmetric about 0 (:func:`strain_colour_table`);
 - all sequences synchronised in one sequence browser: the CT's own browser when given, else a new one.
 
-:func:`export_inputs` writes what the worker reads: the frames of a CT volume sequence, label maps made from
+:func:`load_run_folder` opens any run folder (from the command line, a cohort or a GPU server) with the CT it was made
+from. :func:`export_inputs` writes what the worker reads: the frames of a CT volume sequence, label maps made from
 segmentations (LV myocardium = 1, other heart segments = 2) and the reference landmarks, each with Slicer's own
 storage nodes (files in LPS, as ITK expects), and returns them as a run request's input files.
 
@@ -796,3 +797,21 @@ def load_cycle_files(image: str | Path, labels: str | Path | None = None, label_
         _storage_io(scene, nodes.landmarks, slicer.vtkMRMLMarkupsJsonStorageNode, Path(landmarks))
     sequences_logic().UpdateProxyNodesFromSequences(browser)
     return nodes
+
+
+def load_run_folder(run_dir: str | Path, scene=None, name: str | None = None) -> tuple[CycleNodes | None, RunNodes]:
+    """Open any run folder in Slicer: one made by ``inr-cardiac register`` or ``demo``, a cohort or this module,
+    finished or still running. The CT it was made from (``run.json``'s image) becomes a volume sequence and the
+    run's finished frames are imported (:func:`import_run`) into that CT's browser; where the image is no longer at
+    its recorded path, the results come in a browser of their own (the returned cycle is None). Call
+    ``import_run(run_dir, scene, nodes=...)`` again to add frames finished since."""
+    run = RunFolder(run_dir)
+    if not run.exists():
+        raise InputError(f"{run.root} is not a run folder: it has no run.json")
+    prefix = name or run.root.name
+    image = run.read_request().inputs.image
+    cycle = None
+    if image and Path(image).exists():
+        cycle = load_cycle_files(image, scene=scene, name=f"{prefix} CT")
+    nodes = import_run(run.root, scene, browser=None if cycle is None else cycle.browser, name=prefix)
+    return cycle, nodes
