@@ -430,6 +430,7 @@ class INRCardiacRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationM
                 with slicer.util.WaitCursor():
                     self.logic.installDependencies()
             self.run = self.logic.processFromParameterNode(self._parameterNode)
+            self.loadedNodes = None  # from now on the results are this run's
             self.ui.progressBar.value = 0
             self.showStatus(self.run.progress.text())
             self.timer.start()
@@ -482,10 +483,10 @@ class INRCardiacRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationM
                     slicer.util.warningDisplay("\n".join(progress.warnings), windowTitle=_("INR Cardiac Registration"))
 
     def resultNodes(self):
-        """The results shown: the run of this session, else the last run folder loaded."""
-        if self.run is not None and self.run.nodes is not None:
-            return self.run.nodes
-        return self.loadedNodes
+        """The results shown: the run folder loaded last (until a new run starts), else the run of this session."""
+        if self.loadedNodes is not None:
+            return self.loadedNodes
+        return self.run.nodes if self.run is not None else None
 
     def onShowCharts(self):
         if self.resultNodes() is not None:
@@ -840,4 +841,9 @@ class INRCardiacRegistrationTest(ScriptedLoadableModuleTest):
         self.assertGreater(float(np.nanmin(dice)), 0.8)
         logic.moveWithMotion(loaded.landmarks, nodes)
         self.assertIsNotNone(loaded.landmarks.GetParentTransformNode())
+        self.assertTrue({"table", "volumes", "strain", "strain_map", "peaks", "bullseye"} <= set(nodes.function))
+        logic.showResults(nodes)  # the strain map as the slice views' foreground, the volume chart
+        self.delayDisplay("Loading the run folder again, as 'Load run folder...' does")
+        again = logic.loadRunFolder(run.run.root)
+        self.assertEqual(again.frames, [0, 1, 2, 3])
         self.delayDisplay("Test passed")

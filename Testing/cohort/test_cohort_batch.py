@@ -285,6 +285,7 @@ def test_cpu_workers_one_per_core_within_memory(monkeypatch):
     from INRCardiacRegistrationLib.cohort.batch import cpu_workers
 
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
     pages = {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 128 * 2**30 // 4096}
     monkeypatch.setattr(os, "sysconf", lambda name: pages[name])
     assert cpu_workers() == 16

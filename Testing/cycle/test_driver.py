@@ -87,7 +87,7 @@ def test_run_folder_is_complete(finished_run, tiny_phantom):
             assert path.is_file(), path
         assert run.checkpoint_path(t).is_file() == (t != 0)
     assert run.report_png.is_file() and run.summary_txt.is_file()
-    assert not list(run.root.rglob(".tmp-*")) and not run.lock_path.exists() and not run.cancel_path.exists()
+    assert not list(run.root.rglob(".tmp-*")) and not run.cancel_path.exists() and run.lock_path.read_text() == ""
     header = run.metrics_csv.read_text().splitlines()[0].split(",")
     assert header[:7] == ["frame", "dice", "hd95_mm", "tre_mm", "negative_jacobian_pct", "final_loss", "seconds"]
     assert tuple(header) == METRIC_COLUMNS
@@ -208,7 +208,7 @@ def test_cancel_file_stops_the_run(tiny_phantom, tmp_path):
     process.communicate(timeout=60)
     assert process.returncode == 130
     assert run.read_events()[-1]["event"] == "cancelled"
-    assert not run.cancel_path.exists() and not run.lock_path.exists()  # nothing stale left in the folder
+    assert not run.cancel_path.exists() and run.lock_path.read_text() == ""  # no stale cancel, no holder named
 
 
 def _one_line_error(argv: list[str], out: Path) -> str:

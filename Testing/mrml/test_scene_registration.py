@@ -46,6 +46,19 @@ def test_progress_from_events():
     assert format_duration(float("nan")) == "?"
 
 
+def test_progress_of_a_pair_stopped_at_its_plateau_counts_its_budget():
+    """A pair ended by the plateau rule reports its last iteration as its count (30 of a budget of 60): once the
+    frame finishes, its share of the bar is its whole budget, so a finished run's bar is full, not 75 %."""
+    progress = RunProgress()
+    for event in [{"event": "started", "frames": 3, "finished": [0], "todo": [1, 2], "iterations_total": 120},
+                  {"event": "iteration", "frame": 1, "iteration": 20, "iterations": 60, "eta_s": 9.0},
+                  {"event": "iteration", "frame": 1, "iteration": 30, "iterations": 30, "eta_s": 5.0}]:
+        progress.update(event)
+    assert progress.fraction == 0.25
+    progress.update({"event": "frame_finished", "frame": 1, "done": 2, "eta_s": 4.0})
+    assert progress.fraction == 0.5
+
+
 def _load(phantom, scene):
     root = phantom.manifest_path.parent
     return load_cycle_files(root / "ct_4d.nii.gz", labels=root / "labels_4d.nii.gz", label_names=LABEL_NAMES,

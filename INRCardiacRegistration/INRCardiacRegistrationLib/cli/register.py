@@ -55,7 +55,7 @@ PAPER_SECONDS_PER_ITERATION_2_CORES = 1.0
 def preset_for_this_machine(args: argparse.Namespace) -> tuple[str | None, str]:
     """``("fast", notice)`` when a new run gives no ``--preset`` and its device is a CPU, where the paper preset
     would take hours; ``(None, "")`` (the parser's default, the paper) when the device is a GPU."""
-    import os
+    import torch
 
     from ..engine.config import preset
     from ..engine.devices import resolve_device
@@ -63,11 +63,11 @@ def preset_for_this_machine(args: argparse.Namespace) -> tuple[str | None, str]:
     device = resolve_device(getattr(args, "config_device", None) or "auto")
     if device.type != "cpu":
         return None, ""
-    cores = os.cpu_count() or 1
-    minutes = preset("paper").warm_start_iterations * PAPER_SECONDS_PER_ITERATION_2_CORES * min(2, cores) / cores / 60
+    threads = torch.get_num_threads()
+    minutes = preset("paper").warm_start_iterations * PAPER_SECONDS_PER_ITERATION_2_CORES * 2 / threads / 60
     return "fast", (f"no GPU here: using --preset fast (a CPU-friendly network and schedule); the paper preset would "
-                    f"take about {minutes:.0f} minutes per frame on these {cores} CPU cores (give --preset paper to "
-                    "use it anyway)")
+                    f"take about {minutes:.0f} minutes per frame with {threads} CPU thread(s) (give --preset paper "
+                    "to use it anyway)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,8 +78,11 @@ def run(args: argparse.Namespace) -> int:
     notice = ""
     if options.resume and args.image is None:
         stored = RunFolder(args.out).read_request()
-    elif not options.resume and args.preset is None:
-        args.preset, notice = preset_for_this_machine(args)
+    elif args.preset is None:
+        if options.resume and RunFolder(args.out).exists():  # IMAGE given again: the run keeps its preset
+            args.preset = RunFolder(args.out).read_request().settings.preset
+        else:
+            args.preset, notice = preset_for_this_machine(args)
     request = request_from_arguments(args, stored, source=f"{args.out}/run.json")
     return run_request(request, args.out, options, notice)
 

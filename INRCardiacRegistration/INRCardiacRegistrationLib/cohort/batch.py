@@ -149,10 +149,10 @@ MEMORY_PER_CPU_WORKER_GIB = 3.0  # one patient's worker on a CPU: torch, the fra
 
 
 def cpu_workers() -> int:
-    """Local workers without CUDA: one per CPU core, each with one thread (docs/benchmarks.md, "Cohort
-    throughput": 2 workers x 1 thread gave 61 patients an hour on 2 cores, 1 x 2 gave 43), at most one per
-    :data:`MEMORY_PER_CPU_WORKER_GIB` of the machine's memory."""
-    cores = os.cpu_count() or 1
+    """Local workers without CUDA: one per CPU core this process may use, each with one thread
+    (docs/benchmarks.md, "Cohort throughput": 2 workers x 1 thread gave 61 patients an hour on 2 cores, 1 x 2 gave
+    43), at most one per :data:`MEMORY_PER_CPU_WORKER_GIB` of the machine's memory."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     try:
         memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (AttributeError, ValueError, OSError):  # not POSIX: the cores decide
@@ -383,7 +383,7 @@ class CohortBatch:
         if gpus and devices < gpus:
             raise InputError(f"{gpus} GPU(s) per task, but this machine has {devices} CUDA device(s); ask for 0 GPUs "
                              "per task to run on the CPU", option="gpus_per_task")
-        workers = settings.workers or (devices // gpus if gpus else cpu_workers())
+        workers = settings.workers or (devices // gpus if gpus else (1 if devices else cpu_workers()))
         if gpus and workers * gpus > devices:
             raise InputError(f"{workers} workers x {gpus} GPU(s) per task need {workers * gpus} GPUs; this machine has "
                              f"{devices}")

@@ -1,12 +1,13 @@
 """An exclusive lock between processes, held on a file (``flock`` on POSIX, ``msvcrt.locking`` on Windows).
 
 The operating system drops the lock when the holding process ends, however it ends (a crash or ``kill -9``
-included), so a stale lock file never blocks anyone on a local file system. The holder removes the file when it
-lets go (POSIX; a crash leaves it, harmlessly); whoever gets the lock checks that the file it locked is still the
-one at the path, and starts again if it was removed meanwhile. On NFS (v4, or v3 with lockd) the lock
-holds between hosts too, but one held by a machine that died lasts until the server's lease expires (about a
-minute or two). A file system without locks (some Lustre, BeeGFS or SMB mounts) gives a warning and no lock. The
-holder writes ``pid host start-time`` into the file for the message others get while it is busy.
+included), so a stale lock file never blocks anyone on a local file system. The file itself stays (removing a lock
+file races with a process about to lock it, and on NFS leaves that process locking a deleted file); its holder
+empties it when it lets go, so a file that names a holder means a process holds it or one crashed holding it. On NFS
+(v4, or v3 with lockd) the lock holds between hosts too, but one held by a machine that died lasts until the
+server's lease expires (about a minute or two). A file system without locks (some Lustre, BeeGFS or SMB mounts)
+gives a warning and no lock. The holder writes ``pid host start-time`` into the file for the message others get
+while it is busy.
 """
 
 from __future__ import annotations
@@ -109,18 +110,13 @@ def exclusive_lock(path: str | Path, wait_s: float = 0.0, poll_s: float = 0.5,
         told = False
         unsupported = None
         try:
-            while True:
-                while not _try_lock(fd):
-                    if time.monotonic() >= deadline or (give_up is not None and give_up()):
-                        raise LockBusy(f"{path.parent} is in use by another process ({lock_holder(path)})")
-                    if not told and on_wait is not None:
-                        on_wait(lock_holder(path))
-                        told = True
-                    time.sleep(poll_s)
-                if _still_at(fd, path):
-                    break
-                os.close(fd)  # the previous holder removed the file it released: lock the one at the path now
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            while not _try_lock(fd):
+                if time.monotonic() >= deadline or (give_up is not None and give_up()):
+                    raise LockBusy(f"{path.parent} is in use by another process ({lock_holder(path)})")
+                if not told and on_wait is not None:
+                    on_wait(lock_holder(path))
+                    told = True
+                time.sleep(poll_s)
         except LocksUnsupported as error:
             unsupported = error
         if unsupported is not None:
@@ -135,20 +131,8 @@ def exclusive_lock(path: str | Path, wait_s: float = 0.0, poll_s: float = 0.5,
                 os.pwrite(fd, stamp.encode("utf-8"), 0)
             yield
         finally:
-            if sys.platform != "win32":  # removed while still held, so nobody locks a file on its way out
-                path.unlink(missing_ok=True)
+            if sys.platform != "win32":
+                os.ftruncate(fd, 0)  # released: the file names no holder any more
             _unlock(fd)
     finally:
         os.close(fd)
-
-
-def _still_at(fd: int, path: Path) -> bool:
-    """Whether the open file ``fd`` is the file now at ``path`` (not one removed since it was opened)."""
-    if sys.platform == "win32":
-        return True
-    try:
-        here = os.stat(path)
-    except FileNotFoundError:
-        return False
-    mine = os.fstat(fd)
-    return (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino)

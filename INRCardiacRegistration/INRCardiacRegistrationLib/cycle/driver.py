@@ -154,8 +154,11 @@ class _CycleRun:
         return registration.iterations if self.order[0] == frame else registration.warm_start_iterations
 
     def eta_seconds(self, remaining_frames: list[int], current_left: int = 0) -> float:
-        """Seconds left: the iterations still to run plus each unfinished frame's measured overhead."""
-        iterations = current_left + sum(self.iterations_for(t) for t in remaining_frames)
+        """Seconds left: the iterations still to run (a warm-started pair's budget times the share of it such pairs
+        used so far, as the plateau rule may end them early) plus each unfinished frame's measured overhead."""
+        share = self.clock.warm_share()
+        iterations = current_left + sum(self.iterations_for(t) * (1.0 if t == self.order[0] else share)
+                                        for t in remaining_frames)
         return self.clock.seconds_left(iterations, len(remaining_frames) + (1 if current_left else 0))
 
     # --- outputs ---------------------------------------------------------------------------------------
@@ -265,6 +268,9 @@ class _CycleRun:
                                cancel=self.session.cancel_requested)
         clock.iterations_done = done_before + len(result.loss_history)  # fewer than planned after a plateau
         clock.training_seconds = seconds_before + result.seconds
+        if tracking.previous is not None:  # warm-started (before advance() makes this pair the previous one)
+            clock.warm_planned += config.iterations
+            clock.warm_used += len(result.loss_history)
         displacement = self.advance(frame, result)
         seconds = time.perf_counter() - started
         record, field_map = self.write_frame(frame, displacement, result, f"{fixed}->{frame}", seconds)

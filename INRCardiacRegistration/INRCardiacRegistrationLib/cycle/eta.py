@@ -20,6 +20,12 @@ class EtaClock:
     iterations_done: int = 0
     training_seconds: float = 0.0
     overhead_seconds: list[float] = field(default_factory=list)
+    warm_planned: int = 0  # iteration budgets of the finished warm-started pairs
+    warm_used: int = 0     # iterations they used (fewer where a pair stopped at its loss plateau)
+
+    def warm_share(self) -> float:
+        """The share of their budget that warm-started pairs used so far (1 before the first one finished)."""
+        return self.warm_used / self.warm_planned if self.warm_planned else 1.0
 
     def seconds_left(self, iterations_left: int, frames_left: int) -> float:
         """Seconds until the end: ``iterations_left`` at this session's speed plus the mean overhead for each of the

@@ -111,7 +111,10 @@ class RunProgress:
         elif kind == "iteration":
             self.frame = event.get("frame")
             self.iterations_done[self.frame] = int(event.get("iteration") or 0)
-            self.iterations_of[self.frame] = int(event.get("iterations") or 0)
+            # the budget: a pair stopped at its plateau reports its last iteration as its count; the frame's
+            # share of the bar stays its budget, so the bar ends full
+            self.iterations_of[self.frame] = max(self.iterations_of.get(self.frame, 0),
+                                                 int(event.get("iterations") or 0))
             self.eta_s = event.get("eta_s")
         elif kind == "frame_finished":
             frame = event.get("frame")
