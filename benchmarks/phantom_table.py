@@ -33,7 +33,8 @@ ALPHAS = (0.0, 0.8, 1.0)
 
 
 def register(phantom_dir: Path, run_dir: Path, mode: str, alpha: float, preset: str, device: str,
-             extra: list[str]) -> None:
+             extra: list[str]) -> float:
+    """Register the phantom's cycle into ``run_dir`` (or reuse a finished run there); returns the run's seconds."""
     manifest = json.loads((phantom_dir / "manifest.json").read_text())
     argv = ["register", str(phantom_dir / manifest["image"]), "--out", str(run_dir),
             "--labels", str(phantom_dir / manifest["labels"]), "--myocardium-label", "1",
@@ -45,7 +46,7 @@ def register(phantom_dir: Path, run_dir: Path, mode: str, alpha: float, preset: 
         if info.get("cycle", {}).get("preset") != preset:
             raise SystemExit(f"{run_dir} was made with the preset {info.get('cycle', {}).get('preset')!r}, not "
                              f"{preset!r}: delete it (or use another --out) to measure again")
-    register_or_reuse(argv, run_dir)
+    return register_or_reuse(argv, run_dir)
 
 
 def negative_jacobian_mean(run: RunFolder, reference: int) -> float:

@@ -12,9 +12,9 @@ Pair: the default phantom's ED (reference) -> ES pair as a cycle trains it, warm
 for a quarter, half, one and two times the preset's warm-start iteration count (a plateau may end a budget early;
 a pair trained from scratch never stops at a plateau); per budget the wall seconds of the training and the dense
 error of the network's map over the reference myocardium (mean, mm). Cycle: the whole cycle registered by the
-worker (``inr-cardiac register``, non-sequential, alpha 0.8, as the demo) and scored by
-``phantom.evaluation.evaluate_run_on_phantom`` (Dice, landmark TRE, dense error); its seconds are the run's wall
-time. One JSON line per setting in ``OUT/results.jsonl``
+worker (``inr-cardiac register`` through ``phantom_table.register``, non-sequential, alpha 0.8, as the demo) and
+scored by ``phantom.evaluation.evaluate_run_on_phantom`` (Dice, landmark TRE, dense error); its seconds are the
+run's wall time. One JSON line per setting in ``OUT/results.jsonl``
 (``{"setting", "device", "seconds", "dense_error_mm", "dice", "tre_mm", ...}``), a plot ``docs/time_to_accuracy.png``
 and, with ``--write-docs``, a table in ``docs/benchmarks.md``. Runs already in OUT are reused (delete OUT to measure
 again).
@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchmark_report import machine_description, register_or_reuse, update_section
+from benchmark_report import machine_description, update_section
 from INRCardiacRegistrationLib.core.masks import sampling_mask
 from INRCardiacRegistrationLib.cycle.run_folder import RunFolder
 from INRCardiacRegistrationLib.engine.config import preset
@@ -40,6 +40,7 @@ from INRCardiacRegistrationLib.phantom.config import LABEL_VALUES, PhantomConfig
 from INRCardiacRegistrationLib.phantom.evaluation import evaluate_run_on_phantom
 from INRCardiacRegistrationLib.phantom.files import generate_phantom, load_phantom
 from INRCardiacRegistrationLib.phantom.motion import ground_truth_map
+from phantom_table import register
 
 BUDGETS = (0.25, 0.5, 1.0, 2.0)
 PLOT = Path(__file__).resolve().parents[1] / "docs" / "time_to_accuracy.png"
@@ -93,16 +94,11 @@ def pair_points(phantom, preset_name: str, device: str) -> list[dict]:
 
 def cycle_points(phantom_dir: Path, phantom, out: Path, preset_name: str, device: str) -> list[dict]:
     """The whole cycle per setting: the run's wall seconds and its ground-truth scores."""
-    manifest = json.loads((phantom_dir / "manifest.json").read_text())
     rows = []
     for name, overrides in settings(preset_name).items():
         run_dir = out / f"cycle_{preset_name}_{name.replace(' + ', '_').replace(' ', '_')}"
-        argv = ["register", str(phantom_dir / manifest["image"]), "--out", str(run_dir), "--labels",
-                str(phantom_dir / manifest["labels"]), "--myocardium-label", "1", "--blood-pool-label", "2",
-                "--heart-label", "1", "2", "3", "--landmarks", str(phantom_dir / manifest["landmarks"]),
-                "--landmarks-annotated", str(phantom_dir / manifest["trajectories"]), "--alpha", "0.8",
-                "--preset", preset_name, "--device", device, "--quiet", "--no-report", *option_text(overrides)]
-        seconds = register_or_reuse(argv, run_dir)
+        seconds = register(phantom_dir, run_dir, "non-sequential", 0.8, preset_name, device,
+                           ["--blood-pool-label", "2", *option_text(overrides)])
         run = RunFolder(run_dir)
         mean = evaluate_run_on_phantom(run, phantom)["mean"]
         iterations = sum(row["iterations"] for row in run.read_metrics())

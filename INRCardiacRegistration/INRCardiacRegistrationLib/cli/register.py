@@ -48,7 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 # The paper preset's seconds per iteration on 2 CPU cores (docs/benchmarks.md, "Iteration speed (cpu)": AMD EPYC,
-# analytic Jacobian), scaled by the core count for the estimate a CPU user is shown.
+# analytic Jacobian), scaled by torch's CPU threads for the estimate a CPU user is shown.
 PAPER_SECONDS_PER_ITERATION_2_CORES = 1.0
 
 
@@ -74,13 +74,14 @@ def run(args: argparse.Namespace) -> int:
     from ..cycle.run_folder import RunFolder
 
     options = WorkerOptions.from_arguments(args)
+    run_folder = RunFolder(args.out)
     stored = None
     notice = ""
     if options.resume and args.image is None:
-        stored = RunFolder(args.out).read_request()
+        stored = run_folder.read_request()
     elif args.preset is None:
-        if options.resume and RunFolder(args.out).exists():  # IMAGE given again: the run keeps its preset
-            args.preset = RunFolder(args.out).read_request().settings.preset
+        if options.resume and run_folder.exists():  # IMAGE given again: the run keeps its preset
+            args.preset = run_folder.read_request().settings.preset
         else:
             args.preset, notice = preset_for_this_machine(args)
     request = request_from_arguments(args, stored, source=f"{args.out}/run.json")

@@ -38,7 +38,8 @@ class TerminalProgress(TerminalBar):
 
     def __init__(self, quiet: bool) -> None:
         super().__init__(quiet)
-        self.offset = 0
+        self.offset = 0  # the budgets of the frames finished in this session
+        self.budget = 0  # the current frame's budget
 
     def __call__(self, event: dict) -> None:
         kind = event["event"]
@@ -53,15 +54,17 @@ class TerminalProgress(TerminalBar):
             self.bar = tqdm(total=event["iterations_total"], unit="it", dynamic_ncols=True, file=sys.stderr,
                             desc=f"{len(event['todo'])} frames")
         elif kind == "iteration" and self.bar is not None:
+            # a pair stopped at its loss plateau reports the iteration it stopped at as its count: the bar still
+            # moves on by the frame's whole budget, so it ends full
+            self.budget = max(self.budget, event["iterations"])
             self.bar.set_description(f"frame {event['frame']}")
             self.bar.update(self.offset + event["iteration"] - self.bar.n)
             self.bar.set_postfix(loss=f"{event['loss']:.4f}")
             if event["iteration"] == event["iterations"]:
-                self.offset += event["iterations"]
+                self.offset += self.budget
+                self.budget = 0
         elif kind == "frame_finished" and self.bar is not None:
+            self.bar.update(self.offset - self.bar.n)
             self.bar.write(frame_line(event), file=sys.stderr)
         elif kind in FINAL_EVENTS:
-            if kind == FINAL_EVENTS[0] and self.bar is not None:  # pairs ended by a plateau ran fewer iterations
-                self.bar.total = self.bar.n
-                self.bar.refresh()
             self.close()

@@ -40,9 +40,9 @@ SUMMARY_FILE = "cohort_summary.csv"
 REPORT_FILE = "cohort_report.png"
 METRIC_ROW_COLUMNS = ("patient", "status", "frames", "reference_frame", "is_reference", "phase_pct", *METRIC_COLUMNS)
 _MEANS = tuple((f"{column}_mean", column) for column in TRACKING_METRICS)  # (summary column, metrics column)
-SUMMARY_COLUMNS = ("patient", "status", "frames", "frames_finished", *(name for name, _ in _MEANS),
-                   "negative_jacobian_pct_max", "seconds_total", "ef_pct", "peak_gls_pct", "reason")
 FUNCTION_COLUMNS = ("ef_pct", "peak_gls_pct")  # from the run's function.json
+SUMMARY_COLUMNS = ("patient", "status", "frames", "frames_finished", *(name for name, _ in _MEANS),
+                   "negative_jacobian_pct_max", "seconds_total", *FUNCTION_COLUMNS, "reason")
 
 
 @dataclass
