@@ -6,7 +6,8 @@ Speed options (switched off and on over the preset; the ``fast`` preset has both
 - ``plateau``: ``--plateau-window 25`` (each pair stops once its loss has levelled off, engine/plateau.py);
 - ``jacobian subset``: ``--jacobian-points points/4`` (the Jacobian penalty's mean estimated on a random quarter of
   each iteration's points);
-- both together.
+- both together;
+- cycle only: both together and ``--chains 2`` (two chains of warm-started pairs at once).
 
 Pair: the default phantom's ED (reference) -> ES pair as a cycle trains it, warm-started from the ED -> ES-1 network,
 for a quarter, half, one and two times the preset's warm-start iteration count (a plateau may end a budget early;
@@ -95,10 +96,13 @@ def pair_points(phantom, preset_name: str, device: str) -> list[dict]:
 def cycle_points(phantom_dir: Path, phantom, out: Path, preset_name: str, device: str) -> list[dict]:
     """The whole cycle per setting: the run's wall seconds and its ground-truth scores."""
     rows = []
-    for name, overrides in settings(preset_name).items():
+    cycles = {name: option_text(overrides) for name, overrides in settings(preset_name).items()}
+    both = settings(preset_name)["plateau + jacobian subset"]
+    cycles["plateau + jacobian subset + 2 chains"] = [*option_text(both), "--chains", "2"]
+    for name, options in cycles.items():
         run_dir = out / f"cycle_{preset_name}_{name.replace(' + ', '_').replace(' ', '_')}"
         seconds = register(phantom_dir, run_dir, "non-sequential", 0.8, preset_name, device,
-                           ["--blood-pool-label", "2", *option_text(overrides)])
+                           ["--blood-pool-label", "2", *options])
         run = RunFolder(run_dir)
         mean = evaluate_run_on_phantom(run, phantom)["mean"]
         iterations = sum(row["iterations"] for row in run.read_metrics())

@@ -6,18 +6,33 @@ from INRCardiacRegistrationLib.cli.terminal import TerminalProgress
 
 
 def test_a_pair_stopped_at_its_plateau_still_fills_its_share_of_the_bar():
-    """The second pair stops at iteration 125 of its 150 (it then reports 125 as its count): once its frame is
-    finished the bar stands at the frame budgets so far, and at its total when the last frame is done."""
+    """The second pair stops at iteration 125 of its 150 (it then reports 125 as its count): from then on the bar
+    counts the frame's whole budget, so it stands at its total when the last frame is done."""
     bar = TerminalProgress(quiet=False)
     events = [{"event": "started", "iterations_total": 210, "todo": [1, 2]},
               {"event": "iteration", "frame": 1, "iteration": 60, "iterations": 60, "loss": 0.1},
               {"event": "frame_finished", "frame": 1, "done": 2, "frames": 3},
-              {"event": "iteration", "frame": 2, "iteration": 100, "iterations": 150, "loss": 0.1},
-              {"event": "iteration", "frame": 2, "iteration": 125, "iterations": 125, "loss": 0.1}]
+              {"event": "iteration", "frame": 2, "iteration": 100, "iterations": 150, "loss": 0.1}]
     for event in events:
         bar(event)
-    assert bar.bar.n == 185
+    assert bar.bar.n == 160
+    bar({"event": "iteration", "frame": 2, "iteration": 125, "iterations": 125, "loss": 0.1})
+    assert bar.bar.n == 210
     bar({"event": "frame_finished", "frame": 2, "done": 3, "frames": 3})
     assert bar.bar.n == bar.bar.total == 210
     bar({"event": "finished"})
     assert bar.bar is None
+
+
+def test_two_chains_reporting_in_turn_move_the_bar_forward_only():
+    """Frames 2 and 9 train at once (two chains): their iterations add up and the bar never goes back."""
+    bar = TerminalProgress(quiet=False)
+    bar({"event": "started", "iterations_total": 300, "todo": [2, 9]})
+    seen = []
+    for iteration in range(10, 160, 10):
+        for frame in (2, 9):
+            bar({"event": "iteration", "frame": frame, "iteration": iteration, "iterations": 150, "loss": 0.1})
+            seen.append(bar.bar.n)
+    assert seen == sorted(seen) and seen[-1] == 300
+    bar({"event": "frame_finished", "frame": 9, "done": 2, "frames": 3})
+    assert bar.bar.n == 300

@@ -97,3 +97,34 @@ def test_folding_of_a_sampled_field_agrees_with_simpleitk():
     assert (theirs <= 0).mean() > 0.05 and (theirs > 0).mean() > 0.05  # it folds in places, not everywhere
     assert np.abs(ours - theirs).max() < 1e-5
     assert np.array_equal(ours <= 0, theirs <= 0)
+
+
+class _NoInverse(SampledDisplacementMap):
+    """The identity map whose inverse search reports failure (residual 1 mm) at every voxel: a stand-in for a map
+    that folds, so that only the reporting of non-convergence is tested here."""
+
+    def inverse_map_points(self, points_mm, iterations=100, tolerance_mm=1e-3, newton_iterations=30):
+        points = np.asarray(points_mm, dtype=np.float64)
+        return points.copy(), np.ones(len(points))
+
+
+def test_non_convergence_is_a_warning_or_a_message_for_the_caller():
+    """Without ``unresolved`` a label whose inverse failed is named in an InverseNotConverged warning; with it (what
+    threads use: the warnings machinery is not thread-safe) the message lands there and nothing is warned."""
+    import warnings
+
+    import pytest
+    from INRCardiacRegistrationLib.engine.displacement_map import InverseNotConverged
+
+    label = np.zeros(GRID.array_shape, np.uint8)
+    label[8:14, 8:16, 9:15] = 1
+    field = _NoInverse(np.zeros((*GRID.array_shape, 3)), GRID)
+    with pytest.warns(InverseNotConverged, match="of the 288 voxels given the label of cavity") as caught:
+        field.propagate_fixed_labels([Volume(label, GRID, "cavity")], GRID)
+    assert caught[0].message.label_name == "cavity"
+    unresolved = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        carried = field.propagate_fixed_labels([Volume(label, GRID, "cavity")], GRID, unresolved=unresolved)
+    assert set(unresolved) == {"cavity"} and "288 of the 288 voxels" in unresolved["cavity"]
+    assert np.array_equal(carried[0].array, label)

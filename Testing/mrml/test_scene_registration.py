@@ -143,7 +143,10 @@ def _poll_until_frames(run, frames: int, timeout_s: float = 300) -> None:
 
 @pytest.mark.slow
 def test_cancel_keeps_finished_frames_in_the_scene_and_resume_completes(tiny_phantom, tmp_path):
-    scene, loaded, run = _started_run(tiny_phantom, tmp_path, landmarks=True, settings=TINY_SETTINGS)
+    """Later frames are long enough (300 iterations, no plateau) that the cancel lands before the run could end,
+    also on a loaded machine."""
+    settings = TINY_SETTINGS.with_changes(warm_start_iterations=300, plateau_window=0)
+    scene, loaded, run = _started_run(tiny_phantom, tmp_path, landmarks=True, settings=settings)
     _poll_until_frames(run, 2)
     progress = run.cancel()
     assert progress.state == "cancelled" and not run.worker.tree_alive()

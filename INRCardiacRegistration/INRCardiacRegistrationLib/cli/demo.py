@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..cycle.request import MODES, add_config_arguments
+from ..cycle.request import CHAINS, MODES, add_config_arguments
 
 DEFAULT_OUT = Path("out/demo")
 
@@ -39,6 +39,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--mode", choices=MODES, default="non-sequential",
                         help="non-sequential: reference -> t for every t; sequential: t-1 -> t, composed (default: "
                              "non-sequential)")
+    parser.add_argument("--chains", type=int, choices=CHAINS, default=1,
+                        help="1 (default): one chain of warm-started pairs around the cycle; 2: two at once")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_arguments(parser, default_preset="fast")  # minutes on a CPU
     return parser
@@ -76,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     manifest = _phantom(out / "phantom", args.frames, say, args.hypokinetic_segment)
     preset_name = args.preset or args.default_preset
-    settings = CycleConfig(config_from_arguments(args), mode=args.mode, preset=preset_name)
+    settings = CycleConfig(config_from_arguments(args), mode=args.mode, preset=preset_name, chains=args.chains)
     request = phantom_request(manifest, settings)
     run_dir = out / "run"
     resume = RunFolder(run_dir).exists()

@@ -136,28 +136,42 @@ def run_request(request: RunRequest, run_dir: str | Path, options: WorkerOptions
         return ExitCode.FAILED
     finally:
         progress.close()
-    finish_run_outputs(run_folder, inputs, report=options.report)
+    cancelled = result.status == RunState.CANCELLED
+    # a cancelled run stops at once: its summary only (report.png and the function come with the resumed run's
+    # end); a signal meanwhile does not kill the process half-way through its outputs
+    with cancel_on_signals(event):
+        finish_run_outputs(run_folder, inputs, report=options.report and not cancelled, function=not cancelled)
     print(run_folder.summary_txt.read_text(encoding="utf-8"), end="")
-    if result.status == RunState.CANCELLED:
+    if cancelled:
         print(f"{PROG}: cancelled; continue with: {PROG} --resume --out {run_dir}", file=sys.stderr)
         return ExitCode.CANCELLED
     return ExitCode.FINISHED
 
 
-def finish_run_outputs(run_folder, inputs, report: bool = True) -> None:
-    """``summary.txt``, (unless ``report`` is False) ``report.png`` and, when the LV blood pool is known and every
-    frame is finished, the cardiac function (``function.json``, ``function.csv``, ``strain_segments.csv``) of a run,
-    from its folder and inputs."""
+def finish_run_outputs(run_folder, inputs, report: bool = True, function: bool = True) -> None:
+    """``summary.txt``, (unless ``report`` is False) ``report.png`` and, when ``function`` is True, the LV blood pool
+    is known and every frame is finished, the cardiac function (``function.json``, ``function.csv``,
+    ``strain_segments.csv``) of a run, from its folder and inputs."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from ..cycle.report_figure import write_report
     from ..cycle.report_summary import run_summary, write_summary
     from ..function.cardiac_function import measure_function, write_function
 
-    if report:
-        write_report(run_folder, inputs.frames, inputs.myocardium, inputs.annotated)
+    # report.png is drawn (matplotlib: mostly Python) while the function is measured (torch and numpy: mostly
+    # outside the GIL); function_report.png is drawn after both, so only one figure is drawn at a time
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="report") as pool:
+        drawn = pool.submit(write_report, run_folder, inputs.frames, inputs.myocardium, inputs.annotated) \
+            if report else None
+        measured = None
+        if function and inputs.blood_pool is not None and \
+                len(run_folder.finished_records(inputs.frame_count)) == inputs.frame_count:
+            measured = measure_function(run_folder, inputs.blood_pool, inputs.myocardium[inputs.reference_frame],
+                                        inputs.reference_frame, right_ventricle=inputs.right_ventricle)
+        if drawn is not None:
+            drawn.result()
     summary = run_summary(run_folder, inputs.annotated)
-    if inputs.blood_pool is not None and len(run_folder.finished_records(inputs.frame_count)) == inputs.frame_count:
-        function = measure_function(run_folder, inputs.blood_pool, inputs.myocardium[inputs.reference_frame],
-                                    inputs.reference_frame, right_ventricle=inputs.right_ventricle)
-        write_function(run_folder, function, report=report)
-        summary = f"{summary.rstrip()}\n{function.text()}\n"
+    if measured is not None:
+        write_function(run_folder, measured, report=report)
+        summary = f"{summary.rstrip()}\n{measured.text()}\n"
     write_summary(run_folder, summary)

@@ -38,8 +38,8 @@ class TerminalProgress(TerminalBar):
 
     def __init__(self, quiet: bool) -> None:
         super().__init__(quiet)
-        self.offset = 0  # the budgets of the frames finished in this session
-        self.budget = 0  # the current frame's budget
+        self.done: dict[int, int] = {}    # per frame of this session: iterations done (its budget once it ended)
+        self.budget: dict[int, int] = {}  # per frame: its iteration budget
 
     def __call__(self, event: dict) -> None:
         kind = event["event"]
@@ -54,17 +54,19 @@ class TerminalProgress(TerminalBar):
             self.bar = tqdm(total=event["iterations_total"], unit="it", dynamic_ncols=True, file=sys.stderr,
                             desc=f"{len(event['todo'])} frames")
         elif kind == "iteration" and self.bar is not None:
-            # a pair stopped at its loss plateau reports the iteration it stopped at as its count: the bar still
-            # moves on by the frame's whole budget, so it ends full
-            self.budget = max(self.budget, event["iterations"])
-            self.bar.set_description(f"frame {event['frame']}")
-            self.bar.update(self.offset + event["iteration"] - self.bar.n)
+            # frames of two chains report in turn; a pair stopped at its loss plateau reports the iteration it stopped
+            # at as its count: the bar still counts the frame's whole budget, so it ends full
+            frame = event["frame"]
+            self.budget[frame] = max(self.budget.get(frame, 0), event["iterations"])
+            ended = event["iteration"] == event["iterations"]
+            self.done[frame] = self.budget[frame] if ended else event["iteration"]
+            self.bar.set_description(f"frame {frame}")
+            self.bar.update(sum(self.done.values()) - self.bar.n)
             self.bar.set_postfix(loss=f"{event['loss']:.4f}")
-            if event["iteration"] == event["iterations"]:
-                self.offset += self.budget
-                self.budget = 0
         elif kind == "frame_finished" and self.bar is not None:
-            self.bar.update(self.offset - self.bar.n)
+            frame = event["frame"]
+            self.done[frame] = self.budget.get(frame, self.done.get(frame, 0))
+            self.bar.update(sum(self.done.values()) - self.bar.n)
             self.bar.write(frame_line(event), file=sys.stderr)
         elif kind in FINAL_EVENTS:
             self.close()

@@ -19,13 +19,16 @@ the reference grid cropped to the sampling mask and landmarks plus a margin, or 
 tapered to zero at its edge so that ITK and Slicer agree everywhere: :mod:`field_region`),
 the reference myocardium propagated into frame t (through the written field's inverse), the checkpoint,
 the landmark positions (the written field applied to the reference landmarks, so that SimpleITK or Slicer
-applying the transform file reproduces them) and finally the frame's record with its metrics.
+applying the transform file reproduces them) and finally the frame's record with its metrics. In the
+non-sequential mode a frame's files are written on a second thread while the next frame trains
+(:mod:`.frame_finisher`).
 """
 
 from __future__ import annotations
 
 import math
 import platform
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,10 +47,12 @@ from ..engine.devices import resolve_device
 from ..engine.displacement_map import SampledDisplacementMap
 from ..engine.pair_registration import RegistrationCancelled, RegistrationProgress, register_pair
 from ..engine.registration_result import PairRegistration
+from ..engine.threads import set_torch_threads, torch_threads
 from ..fileio.displacement_field import write_displacement_field
 from ..fileio.landmarks import Landmarks, Trajectories, read_markups_json, write_markups_json, write_trajectories_csv
 from .eta import EtaClock
 from .field_region import FieldRegion, field_region
+from .frame_finisher import FrameFinisher
 from .frame_metrics import frame_record
 from .inputs import CycleInputs
 from .request import CycleConfig, RunRequest, option_name
@@ -72,6 +77,24 @@ class CycleResult:
 def processing_order(frame_count: int, reference_frame: int) -> list[int]:
     """Frames in the order they are registered: around the cycle from the one after the reference."""
     return [(reference_frame + k) % frame_count for k in range(1, frame_count)]
+
+
+def chains_of(order: list[int], chains: int, mode: str) -> list[list[int]]:
+    """The frames each chain registers, in its order. One chain: ``order``. Two (non-sequential mode, at least three
+    frames): the first half of ``order`` (forwards from the frame after the reference; its first pair is trained
+    from scratch) and the rest backwards from the frame before the reference (warm-started from that first pair)."""
+    if mode != "non-sequential" or chains == 1 or len(order) < 3:
+        return [list(order)]
+    half = (len(order) + 1) // 2
+    return [list(order[:half]), list(order[half:][::-1])]
+
+
+def finished_prefix(chain: list[int], records: dict) -> int:
+    """How many frames at the start of ``chain`` are finished (a resumed chain goes on after them)."""
+    count = 0
+    while count < len(chain) and chain[count] in records:
+        count += 1
+    return count
 
 
 def cycle_sampling_mask(inputs: CycleInputs, config: CycleConfig) -> Volume:
@@ -104,7 +127,7 @@ class _Tracking:
     network to warm-start from."""
 
     previous: PairRegistration | None = None
-    positions: np.ndarray | None = None      # field-grid nodes mapped to the last frame (N, 3) LPS mm
+    positions: np.ndarray | None = None      # the evaluated field-grid nodes mapped to the last frame (N, 3) LPS mm
     mask: Volume | None = None               # the reference sampling mask carried into the last frame
 
 
@@ -112,13 +135,28 @@ class _CycleRun:
     """The frames of one execution (fresh or resumed) of :func:`register_cycle`: the pairs, the maps they add up
     to, and the files each frame writes. The bookkeeping is :class:`RunSession`'s."""
 
-    def __init__(self, inputs: CycleInputs, request: RunRequest, session: RunSession) -> None:
+    def __init__(self, inputs: CycleInputs, request: RunRequest, session: RunSession, overlap: bool = True) -> None:
         self.inputs = inputs
         self.config = request.settings
+        # Non-sequential: each frame's files are written on a writer thread while training goes on, and (chains 2)
+        # two chains train at once. On a CPU these threads share torch's threads (a small network trains about as fast
+        # on one as on two). The first pair (trained from scratch, alone) takes them all. Every pair's count is fixed
+        # by the frame (the same on resume): results depend on it in the last bits.
+        self.overlap = overlap and self.config.mode == "non-sequential"
+        self.device = resolve_device(self.config.registration.device)
+        self.order = processing_order(inputs.frame_count, inputs.reference_frame)
+        self.chains = chains_of(self.order, self.config.chains, self.config.mode)
+        self.threads = torch.get_num_threads()
+        shared = self.overlap and self.device.type == "cpu"
+        self.writer_threads = max(1, self.threads // (len(self.chains) + 1)) if shared else self.threads
+        self.warm_start_threads = (max(1, (self.threads - self.writer_threads) // len(self.chains)) if shared
+                                   else self.threads)
+        self.lock = threading.RLock()  # the clock, the frames left, the records
+        self.stop = threading.Event()  # one chain failed or stopped: the other stops too
+        self.untrained: set[int] = set()
         self.session = session
         self.run = session.run
         self.reference = inputs.reference_frame
-        self.order = processing_order(inputs.frame_count, self.reference)
         self.mask = cycle_sampling_mask(inputs, self.config)
         self.coordinates = NormalizedCoordinates.around_mask(self.mask, self.config.registration.coordinate_margin)
         stored = session.run.read_run_info().get("field_geometry") if session.run.exists() else None
@@ -126,16 +164,19 @@ class _CycleRun:
                                          None if stored is None else Geometry.from_dict(stored))
         self.grid = self.region.grid
         self.nodes = self.grid.voxel_centres_physical().reshape(-1, 3)
+        # where the maps are evaluated: the core of a heart region (its margin extends the core's values), else all
+        self.core_only = self.config.field_region == "heart"
+        self.evaluated = self.region.core_points() if self.core_only else self.nodes
         # the sampling-mask voxels as indices into the field grid's nodes (the field grid contains them all)
         mask_ijk = np.argwhere(np.asarray(self.mask.array) > 0)[:, ::-1]
         low = np.rint(inputs.reference.geometry.physical_to_index(np.asarray(self.grid.origin))).astype(int)
         local = mask_ijk - low
         size = np.asarray(self.grid.size)
         self.mask_nodes = local[:, 0] + size[0] * (local[:, 1] + size[1] * local[:, 2])
-        self.device = resolve_device(self.config.registration.device)
         self.tracking = _Tracking()
         self.clock = EtaClock()
         self.last_finished: int | None = None
+        self.records_now: dict[int, FrameRecord] = {}
         self.margin_warned = False
 
     @property
@@ -145,21 +186,30 @@ class _CycleRun:
 
     def details(self, warnings_text: list[str]) -> dict:
         """What ``run.json`` records besides the request."""
-        return {"order": self.order, **{key: grid.to_dict() for key, grid in self.grids.items()},
-                "device": str(self.device), "torch_threads": torch.get_num_threads(), "versions": _versions(),
+        return {"order": self.order, "chain_order": self.chains,
+                **{key: grid.to_dict() for key, grid in self.grids.items()},
+                "device": str(self.device), "torch_threads": self.threads,
+                **({"warm_start_threads": self.warm_start_threads, "writer_threads": self.writer_threads}
+                   if self.overlap else {}), "versions": _versions(),
                 "warnings": list(warnings_text)}
 
     def iterations_for(self, frame: int) -> int:
         registration = self.config.registration
         return registration.iterations if self.order[0] == frame else registration.warm_start_iterations
 
-    def eta_seconds(self, remaining_frames: list[int], current_left: int = 0) -> float:
-        """Seconds left: the iterations still to run (a warm-started pair's budget times the share of it such pairs
-        used so far, as the plateau rule may end them early) plus each unfinished frame's measured overhead."""
-        share = self.clock.warm_share()
-        iterations = current_left + sum(self.iterations_for(t) * (1.0 if t == self.order[0] else share)
-                                        for t in remaining_frames)
-        return self.clock.seconds_left(iterations, len(remaining_frames) + (1 if current_left else 0))
+    def eta_seconds(self) -> float:
+        """Seconds left: the iterations of the pairs still to train (a warm-started pair's budget times the share of
+        it such pairs used so far, as the plateau rule may end them early; less what a pair in training has done),
+        shared by the chains, plus the measured overhead of each frame left where frames are written inline."""
+        with self.lock:
+            share = self.clock.warm_share()
+            left = sum(max(0.0, self.iterations_for(t) * (1.0 if t == self.order[0] else share)
+                           - self.clock.running.get(t, (0, 0.0))[0]) for t in self.untrained)
+            parallel = min(len(self.chains), max(1, len(self.untrained)))
+            return self.clock.seconds_left(left, len(self.untrained), parallel)
+
+    def stop_requested(self) -> bool:
+        return self.stop.is_set() or self.session.cancel_requested()
 
     # --- outputs ---------------------------------------------------------------------------------------
     def write_trajectories(self, records: dict[int, FrameRecord]) -> None:
@@ -170,9 +220,15 @@ class _CycleRun:
         write_trajectories_csv(self.run.trajectories_csv, Trajectories(tuple(frames), self.inputs.landmarks.labels,
                                                                        points))
 
+    def field_of(self, displacement: np.ndarray) -> np.ndarray:
+        """The untapered field (k, j, i, 3) on the field grid from u at :attr:`evaluated` (N, 3)."""
+        if self.core_only:
+            return self.region.extend_core(displacement)
+        return displacement.reshape(*self.grid.array_shape, 3)
+
     def write_frame(self, frame: int, displacement: np.ndarray, result: PairRegistration | None, pair: str,
                     seconds: float) -> tuple[FrameRecord, SampledDisplacementMap]:
-        """Write every file of ``frame`` and, last, its record. ``displacement``: u at the field-grid nodes.
+        """Write every file of ``frame`` and, last, its record. ``displacement``: u at :attr:`evaluated`.
 
         The field is tapered to zero at its grid's edge (:mod:`.field_region`; unchanged on the sampling mask and
         the landmarks). Landmarks, the propagated label and the folding (det grad phi at the sampling-mask nodes,
@@ -180,7 +236,7 @@ class _CycleRun:
         nodes, as ITK and Slicer apply it), so every output agrees with the transform file."""
         run, inputs = self.run, self.inputs
         frame_grid = inputs.frames[frame].geometry
-        u = self.region.taper(displacement.reshape(*self.grid.array_shape, 3))
+        u = self.region.taper(self.field_of(displacement))
         files = {"transform": write_displacement_field(run.transform_path(frame), u, self.grid)}
         field_map = SampledDisplacementMap(u, self.grid)
         reference_myocardium = inputs.myocardium[self.reference]
@@ -208,13 +264,6 @@ class _CycleRun:
             record.alpha_used = result.alpha_used
         record.seconds = seconds
         record.margin_folds = self.region.margin_folds(u)
-        if record.margin_folds and not self.margin_warned:  # once per run; every frame's count is in its record
-            self.margin_warned = True
-            self.session.emit("warning", frame=frame, text=(
-                f"frame {frame}: the written field folds at {record.margin_folds} nodes of its margin (the "
-                f"displacement there exceeds the {self.config.field_margin_mm:g} mm over which it falls to zero); "
-                f"the motion of the heart is unaffected, content placed there in Slicer may fold: raise "
-                f"{option_name('field_margin_mm')} (other frames: margin_folds in their records and summary.txt)"))
         run.write_frame_record(record)
         return record, field_map
 
@@ -226,18 +275,16 @@ class _CycleRun:
         return self.order[self.order.index(frame) - 1] if frame != self.order[0] else self.reference
 
     def advance(self, frame: int, result: PairRegistration) -> np.ndarray:
-        """Apply ``frame``'s pair to the tracked points: u at the field nodes of the map reference -> ``frame``;
-        updates the tracking state."""
+        """Apply ``frame``'s pair to the tracked points: u at :attr:`evaluated` of the map reference -> ``frame``.
+        Sequential mode: updates the tracking state (the composed positions, the pair to warm-start from)."""
         tracking = self.tracking
         if self.config.mode == "non-sequential":
-            displacement = result.displacement_at(self.nodes)
-        else:
-            positions = self.nodes if tracking.positions is None else tracking.positions
-            moved = result.map_points(positions)
-            displacement = moved - self.nodes
-            tracking.positions = moved
+            return result.displacement_at(self.evaluated)
+        positions = self.evaluated if tracking.positions is None else tracking.positions
+        moved = result.map_points(positions)
+        tracking.positions = moved
         tracking.previous = result
-        return displacement
+        return moved - self.evaluated
 
     def carry_mask(self, frame: int, field_map: SampledDisplacementMap) -> None:
         """Sequential mode: the reference sampling mask carried into ``frame`` (where the next pair samples)."""
@@ -246,36 +293,92 @@ class _CycleRun:
             carried = field_map.propagate_fixed_label(as_bytes, self.inputs.frames[frame].geometry)
             self.tracking.mask = carried.with_array(carried.array > 0, name=f"sampling mask carried to frame {frame}")
 
-    def register_frame(self, frame: int, remaining: list[int]) -> FrameRecord:
-        inputs, tracking, clock = self.inputs, self.tracking, self.clock
+    def train_frame(self, frame: int, initial: PairRegistration | None) -> tuple[PairRegistration, float]:
+        """Train ``frame``'s pair, warm-started from ``initial`` (None: from scratch); returns it and when its training
+        started (``time.perf_counter``). Called by one chain's thread."""
+        inputs, clock = self.inputs, self.clock
         fixed = self.pair_for(frame)
-        mask = self.mask if fixed == self.reference or tracking.mask is None else tracking.mask
+        mask = self.mask if fixed == self.reference or self.tracking.mask is None else self.tracking.mask
         registration = self.config.registration
         config = registration.replace(iterations=self.iterations_for(frame), seed=registration.seed + frame)
         started = time.perf_counter()
-        done_before, seconds_before = clock.iterations_done, clock.training_seconds
 
         def on_progress(event: RegistrationProgress) -> None:
-            clock.iterations_done = done_before + event.iteration
-            clock.training_seconds = seconds_before + event.elapsed_s
+            with self.lock:
+                clock.running[frame] = (event.iteration, event.elapsed_s)
             self.session.emit("iteration", frame=frame, iteration=event.iteration, iterations=event.iterations,
-                              loss=event.loss, eta_s=self.eta_seconds(remaining, event.iterations - event.iteration))
+                              loss=event.loss, eta_s=self.eta_seconds())
 
-        result = register_pair(inputs.frames[fixed], inputs.frames[frame], fixed_label=inputs.myocardium.get(fixed),
-                               moving_label=inputs.myocardium.get(frame), mask=mask, config=config,
-                               blood_pool=inputs.blood_pool if fixed == self.reference else None,
-                               initial=tracking.previous, coordinates=self.coordinates, progress=on_progress,
-                               cancel=self.session.cancel_requested)
-        clock.iterations_done = done_before + len(result.loss_history)  # fewer than planned after a plateau
-        clock.training_seconds = seconds_before + result.seconds
-        if tracking.previous is not None:  # warm-started (before advance() makes this pair the previous one)
-            clock.warm_planned += config.iterations
-            clock.warm_used += len(result.loss_history)
+        threads = self.threads if frame == self.order[0] else self.warm_start_threads  # the same on resume
+        try:
+            with torch_threads(threads):
+                result = register_pair(inputs.frames[fixed], inputs.frames[frame], config=config,
+                                       fixed_label=inputs.myocardium.get(fixed),
+                                       moving_label=inputs.myocardium.get(frame), mask=mask,
+                                       blood_pool=inputs.blood_pool if fixed == self.reference else None,
+                                       initial=initial, coordinates=self.coordinates, progress=on_progress,
+                                       cancel=self.stop_requested)
+        finally:
+            with self.lock:
+                clock.running.pop(frame, None)
+        with self.lock:
+            clock.iterations_done += len(result.loss_history)  # fewer than planned after a plateau
+            clock.training_seconds += result.seconds
+            if initial is not None:
+                clock.warm_planned += config.iterations
+                clock.warm_used += len(result.loss_history)
+            self.untrained.discard(frame)
+        return result, started
+
+    def run_chain(self, frames: list[int], initial: PairRegistration | None,
+                  finisher: FrameFinisher) -> PairRegistration | None:
+        """Train ``frames`` in order, each warm-started from the one before (the first from ``initial``), handing
+        each to ``finisher``; returns the last pair (``initial`` when there is none)."""
+        previous = initial
+        for frame in frames:
+            if self.stop_requested():
+                raise RegistrationCancelled(f"cancelled before frame {frame}")
+            loop_started = time.perf_counter()
+            result, started = self.train_frame(frame, previous)
+            finisher.submit(lambda f=frame, r=result, s=started: self.finish_frame(f, r, s))
+            if not self.overlap:  # written inline: what each further frame adds to the training left
+                with self.lock:
+                    self.clock.overhead_seconds.append(time.perf_counter() - loop_started - result.seconds)
+            previous = self.tracking.previous if self.config.mode == "sequential" else result
+        return previous
+
+    def run_chains_together(self, todo: list[list[int]], starts: list[PairRegistration | None],
+                            finisher: FrameFinisher) -> None:
+        """The second chain on a thread of its own, the first on this one. The first to fail or stop stops the
+        other; an error wins over a cancel."""
+        errors: list[BaseException] = []
+
+        def second() -> None:
+            try:
+                self.run_chain(todo[1], starts[1], finisher)
+            except BaseException as error:  # noqa: BLE001 - handed to the calling thread
+                errors.append(error)
+                self.stop.set()
+
+        thread = threading.Thread(target=second, name="chain-2")
+        thread.start()
+        try:
+            self.run_chain(todo[0], starts[0], finisher)
+        except BaseException as error:  # noqa: BLE001 - raised below, after the other chain stopped
+            errors.insert(0, error)
+            self.stop.set()
+        thread.join()
+        if errors:
+            real = [error for error in errors if not isinstance(error, RegistrationCancelled)]
+            raise (real or errors)[0]
+
+    def finish_frame(self, frame: int, result: PairRegistration, started: float) -> FrameRecord:
+        """Everything after ``frame``'s training: its map at the field nodes and its files (:meth:`write_frame`).
+        ``started``: when its training started (the record's seconds run from there)."""
         displacement = self.advance(frame, result)
-        seconds = time.perf_counter() - started
-        record, field_map = self.write_frame(frame, displacement, result, f"{fixed}->{frame}", seconds)
+        record, field_map = self.write_frame(frame, displacement, result, f"{self.pair_for(frame)}->{frame}",
+                                             time.perf_counter() - started)
         self.carry_mask(frame, field_map)
-        clock.overhead_seconds.append(time.perf_counter() - started - result.seconds)
         return record
 
     def replay(self, frame: int) -> None:
@@ -283,51 +386,86 @@ class _CycleRun:
         result = PairRegistration.load(self.run.checkpoint_path(frame), self.device)
         displacement = self.advance(frame, result)
         if self.config.mode == "sequential" and frame == self.last_finished:
-            tapered = self.region.taper(displacement.reshape(*self.grid.array_shape, 3))  # as written
+            tapered = self.region.taper(self.field_of(displacement))  # as written
             self.carry_mask(frame, SampledDisplacementMap(tapered, self.grid))
 
     # --- the cycle -------------------------------------------------------------------------------------
+    def frame_written(self, record: FrameRecord, records: dict[int, FrameRecord]) -> None:
+        """A frame's files are all written: record it in ``metrics.csv`` and the trajectories and tell the user
+        (called by the frame writer, one frame at a time)."""
+        frame = record.frame
+        with self.lock:
+            records[frame] = record
+            self.run.write_metrics(list(records.values()))
+            self.write_trajectories(records)
+            done = len(records)
+            warn = record.margin_folds and not self.margin_warned  # once per run; every count is in its record
+            self.margin_warned = self.margin_warned or bool(warn)
+        if warn:
+            self.session.emit("warning", frame=frame, text=(
+                f"frame {frame}: the written field folds at {record.margin_folds} nodes of its margin (the "
+                f"displacement there exceeds the {self.config.field_margin_mm:g} mm over which it falls to zero); "
+                f"the motion of the heart is unaffected, content placed there in Slicer may fold: raise "
+                f"{option_name('field_margin_mm')} (other frames: margin_folds in their records and summary.txt)"))
+        self.session.emit("frame_finished", frame=frame, done=done, frames=self.inputs.frame_count,
+                          eta_s=self.eta_seconds(), **{k: v for k, v in record.metrics_row().items() if k != "frame"})
+
+    def chain_start(self, index: int, finished: int) -> PairRegistration | None:
+        """The pair chain ``index`` warm-starts from after its first ``finished`` frames: the last of them, else
+        (second chain) the first pair of the run once it is finished, else None."""
+        chain = self.chains[index]
+        if finished:
+            source = chain[finished - 1]
+        elif index > 0 and self.order[0] in self.records_now:
+            source = self.order[0]
+        else:
+            return None
+        return PairRegistration.load(self.run.checkpoint_path(source), self.device)
+
     def execute(self, records: dict[int, FrameRecord]) -> CycleResult:
         run, inputs = self.run, self.inputs
-        finished = 0
-        while finished < len(self.order) and self.order[finished] in records:
-            finished += 1
-        self.last_finished = self.order[finished - 1] if finished else None
+        done = [finished_prefix(chain, records) for chain in self.chains]
+        sequential = self.config.mode == "sequential"
+        self.last_finished = self.order[done[0] - 1] if done[0] else None
         if self.reference not in records:
-            zero = np.zeros_like(self.nodes)
+            zero = np.zeros_like(self.evaluated)
             records[self.reference] = self.write_frame(self.reference, zero, None, "", math.nan)[0]
-        if self.config.mode == "sequential":
-            for frame in self.order[:finished]:
+        for chain, count in zip(self.chains, done, strict=True):
+            for frame in chain[count:]:  # frames after a gap in their chain are redone: no longer finished
+                if records.pop(frame, None) is not None:
+                    run.record_path(frame).unlink(missing_ok=True)
+        self.records_now = records
+        if sequential:
+            for frame in self.order[:done[0]]:
                 self.replay(frame)
-        elif finished:
-            self.tracking.previous = PairRegistration.load(run.checkpoint_path(self.order[finished - 1]),
-                                                           self.device)
-        for frame in self.order[finished:]:  # frames after a gap are redone: no longer finished
-            if records.pop(frame, None) is not None:
-                run.record_path(frame).unlink(missing_ok=True)
-        todo = self.order[finished:]
+            starts = [self.tracking.previous]
+        else:
+            starts = [self.chain_start(index, count) for index, count in enumerate(done)]
+        todo = [chain[count:] for chain, count in zip(self.chains, done, strict=True)]
+        self.untrained = {frame for frames in todo for frame in frames}
         self.session.emit("started", frames=inputs.frame_count, reference_frame=self.reference, order=self.order,
-                          finished=sorted(records), todo=todo,
-                          iterations_total=sum(self.iterations_for(t) for t in todo))
+                          chains=self.chains, finished=sorted(records),
+                          todo=[t for t in self.order if t in self.untrained],
+                          iterations_total=sum(self.iterations_for(t) for t in self.untrained))
         run.write_metrics(list(records.values()))
         self.write_trajectories(records)
-        for position, frame in enumerate(todo):
-            if self.session.cancel_requested():
-                raise RegistrationCancelled(f"cancelled before frame {frame}")
-            record = self.register_frame(frame, todo[position + 1:])
-            records[frame] = record
-            run.write_metrics(list(records.values()))
-            self.write_trajectories(records)
-            self.session.emit("frame_finished", frame=frame, done=len(records), frames=inputs.frame_count,
-                              eta_s=self.eta_seconds(todo[position + 1:]),
-                              **{k: v for k, v in record.metrics_row().items() if k != "frame"})
+        with FrameFinisher(self.overlap, lambda record: self.frame_written(record, records),
+                           lambda: set_torch_threads(self.writer_threads)) as finisher:
+            if len(todo) == 1:
+                self.run_chain(todo[0], starts[0], finisher)
+            else:
+                if done[0] == 0 and todo[0]:  # the first pair, from scratch and alone; the second chain starts from it
+                    starts[0] = self.run_chain(todo[0][:1], None, finisher)
+                    todo[0] = todo[0][1:]
+                    starts[1] = starts[1] if done[1] else starts[0]
+                self.run_chains_together(todo, starts, finisher)
         return CycleResult(run, RunState.FINISHED, records)
 
 
 def register_cycle(inputs: CycleInputs, request: RunRequest | CycleConfig, run_dir, *, resume: bool = False,
                    warnings_text: list[str] | None = None, progress: Callable[[dict], None] | None = None,
                    cancel: CancelSignal = None, lock_wait_s: float = 0.0,
-                   lock_waiting: Callable[[str], None] | None = None) -> CycleResult:
+                   lock_waiting: Callable[[str], None] | None = None, overlap: bool = True) -> CycleResult:
     """Register the reference frame to every frame of ``inputs`` and write the run folder ``run_dir``.
 
     Args:
@@ -347,6 +485,8 @@ def register_cycle(inputs: CycleInputs, request: RunRequest | CycleConfig, run_d
         lock_wait_s: while another process writes ``run_dir`` (it holds the folder's lock), wait up to this many
             seconds for it to end (``lock_waiting`` is told who holds it), then raise :class:`file_lock.LockBusy`
             (nothing written); a cancel while waiting raises it at once.
+        overlap: non-sequential mode: write each frame's files on a second thread while the next frame trains
+            (:mod:`.frame_finisher`; the same files as without it).
 
     Raises InputError for inconsistent inputs or settings (before writing anything); an error once the run has
     started is recorded as a ``failed`` event and status in ``run.json`` and raised as :class:`CycleFailed`.
@@ -357,7 +497,7 @@ def register_cycle(inputs: CycleInputs, request: RunRequest | CycleConfig, run_d
                          f"{inputs.reference_frame}", option="reference_frame")
     inputs.validate()
     session = RunSession(RunFolder(run_dir), request, inputs.frame_count, progress, cancel)
-    cycle = _CycleRun(inputs, request, session)
+    cycle = _CycleRun(inputs, request, session, overlap)
     session.check(resume, cycle.grids)  # bad settings fail before anything (the lock file too) is written
     with session.run.lock(wait_s=lock_wait_s, on_wait=lock_waiting, give_up=lambda: is_cancelled(cancel)):
         return _register_locked(cycle, resume, warnings_text or [])

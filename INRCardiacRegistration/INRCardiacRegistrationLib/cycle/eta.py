@@ -12,13 +12,15 @@ import numpy as np
 class EtaClock:
     """Training speed and per-frame overhead measured in this session.
 
-    ``iterations_done``/``training_seconds``: optimiser iterations and the seconds they took, over this session's
-    frames so far (the current one included); ``overhead_seconds``: per finished frame, the seconds spent outside
-    training (writing the outputs, the metrics).
+    ``iterations_done``/``training_seconds``: optimiser iterations and the seconds they took in the pairs finished
+    so far; ``running``: per pair still training, its iterations and seconds so far; ``overhead_seconds``: per frame
+    finished inline, the seconds spent outside training (writing its outputs). Seconds per iteration are a chain's:
+    with several chains training at once, the time left is divided among them.
     """
 
     iterations_done: int = 0
     training_seconds: float = 0.0
+    running: dict[int, tuple[int, float]] = field(default_factory=dict)
     overhead_seconds: list[float] = field(default_factory=list)
     warm_planned: int = 0  # iteration budgets of the finished warm-started pairs
     warm_used: int = 0     # iterations they used (fewer where a pair stopped at its loss plateau)
@@ -27,11 +29,12 @@ class EtaClock:
         """The share of their budget that warm-started pairs used so far (1 before the first one finished)."""
         return self.warm_used / self.warm_planned if self.warm_planned else 1.0
 
-    def seconds_left(self, iterations_left: int, frames_left: int) -> float:
+    def seconds_left(self, iterations_left: float, frames_left: int, parallel: int = 1) -> float:
         """Seconds until the end: ``iterations_left`` at this session's speed plus the mean overhead for each of the
-        ``frames_left`` unfinished frames (the current one included); NaN before the first measured iteration."""
-        if self.iterations_done == 0:
+        ``frames_left`` unfinished frames, shared by ``parallel`` chains; NaN before the first measured iteration."""
+        iterations = self.iterations_done + sum(done for done, _ in self.running.values())
+        if iterations == 0:
             return math.nan
-        per_iteration = self.training_seconds / self.iterations_done
+        seconds = self.training_seconds + sum(elapsed for _, elapsed in self.running.values())
         overhead = float(np.mean(self.overhead_seconds)) if self.overhead_seconds else 0.0
-        return per_iteration * iterations_left + overhead * frames_left
+        return (seconds / iterations * iterations_left + overhead * frames_left) / max(1, parallel)

@@ -3,6 +3,7 @@ started or resumed with a request, ``run.json`` at the start and the end, and th
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -36,11 +37,15 @@ class RunSession:
         self.progress = progress
         self.cancel = cancel
         self.started = time.perf_counter()
+        self.emitting = threading.Lock()
 
     def emit(self, event: str, **fields) -> dict:
-        record = self.run.append_event(event, **fields)
-        if self.progress is not None:
-            self.progress(record)
+        """Append an event to ``progress.jsonl`` and pass it to ``progress``; any thread (chains, frame writer) may
+        call it, one event at a time."""
+        with self.emitting:
+            record = self.run.append_event(event, **fields)
+            if self.progress is not None:
+                self.progress(record)
         return record
 
     def cancel_requested(self) -> bool:

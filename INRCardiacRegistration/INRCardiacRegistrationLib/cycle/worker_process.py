@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..core.vocabulary import FINAL_EVENTS, RunState
 from .run_folder import RunFolder
+from .run_session import now_text
 
 
 def worker_environment(base: dict[str, str] | None = None) -> dict[str, str]:
@@ -181,6 +182,7 @@ class WorkerProcess:
         self.process: subprocess.Popen | None = None
         self.reader = ProgressReader(self.run.progress_path)
         self.events: list[dict] = []
+        self.forced_stop = False  # cancel() had to signal the tree
         self.log_path = self.run.log_path
 
     def start(self) -> WorkerProcess:
@@ -215,10 +217,15 @@ class WorkerProcess:
         return new
 
     def outcome(self) -> RunState:
-        """How the worker stands: running (or starting, before :meth:`start`), else its exit code's state."""
+        """How the worker stands: running (or starting, before :meth:`start`), else its exit code's state. A worker
+        that :meth:`cancel` had to stop by signal (a loaded machine, or a stop while it starts or writes its
+        report) ended as its run folder says: finished if its run had finished, else cancelled, never failed."""
         code = self.returncode
         if code is None:
             return RunState.RUNNING if self.process is not None else RunState.STARTING
+        if self.forced_stop:
+            status = self.run.read_run_info().get("status") if self.run.exists() else None
+            return RunState.FINISHED if status == RunState.FINISHED.value else RunState.CANCELLED
         return RunState.from_exit_code(code)
 
     def wait(self, timeout: float | None = None) -> int:
@@ -236,13 +243,18 @@ class WorkerProcess:
     # --- stopping --------------------------------------------------------------------------------------
     def cancel(self, grace_s: float = 3.0, terminate_s: float = 1.5) -> int | None:
         """Stop the worker, keeping its finished frames: the ``cancel`` file, then after ``grace_s`` seconds
-        SIGTERM to the whole process tree, then after ``terminate_s`` more SIGKILL. Returns the exit code."""
+        SIGTERM to the whole process tree, then after ``terminate_s`` more SIGKILL. Returns the exit code.
+
+        A worker that had to be stopped by signal could not record its end: its run folder is then marked
+        cancelled here (``run.json`` and a ``cancelled`` event, unless its run had finished), so that the stop is
+        never taken for a failure and a resumed run continues after its finished frames."""
         if self.process is None:
             return None
         if self.running:
             self.run.request_cancel()
         for sig, delay in ((None, grace_s), (signal.SIGTERM, terminate_s), ("kill", 5.0)):
             if sig is not None:
+                self.forced_stop = True
                 self.signal_tree(sig)
             deadline = time.monotonic() + delay
             while time.monotonic() < deadline and self.tree_alive():
@@ -251,7 +263,22 @@ class WorkerProcess:
                 break
         self.process.wait(timeout=5.0)
         self.poll()
+        if self.forced_stop:
+            self._record_forced_stop()
         return self.process.returncode
+
+    def _record_forced_stop(self) -> None:
+        """The run folder of a worker stopped by signal: cancelled (unless finished), no ``cancel`` file left."""
+        run = self.run
+        info = run.read_run_info() if run.exists() else None
+        if info is not None and info.get("status") == RunState.RUNNING.value:
+            finished = len(run.finished_records(int(info.get("frames") or 0)))
+            reason = "stopped by signal after the cancel request (the worker did not end by itself in time)"
+            self.events.append(run.append_event(RunState.CANCELLED.value, reason=reason, done=finished,
+                                                frames=info.get("frames")))
+            self.reader.offset = run.progress_path.stat().st_size  # the event is in self.events already
+            run.update_run_info(status=RunState.CANCELLED.value, ended=now_text(), stopped_by_signal=True)
+        run.clear_cancel()
 
     def tree_alive(self) -> bool:
         """Whether any process of the worker's tree still runs (POSIX: its process group)."""

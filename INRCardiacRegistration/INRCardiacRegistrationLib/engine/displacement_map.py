@@ -133,10 +133,12 @@ class DisplacementMap:
         """
         return self.propagate_fixed_labels([label], grid, iterations)[0]
 
-    def propagate_fixed_labels(self, labels: list[Volume], grid: Geometry, iterations: int = 100) -> list[Volume]:
+    def propagate_fixed_labels(self, labels: list[Volume], grid: Geometry, iterations: int = 100,
+                               unresolved: dict[str, str] | None = None) -> list[Volume]:
         """Several labels of the reference frame carried into the moving frame (as :meth:`propagate_fixed_label`
-        each) through one inverse map, computed once over the union of their reaches. A warning per label names it
-        where phi^-1 did not converge at more than 0.1 % of the voxels it gives that label."""
+        each) through one inverse map, computed once over the union of their reaches. Where phi^-1 did not converge
+        at more than 0.1 % of the voxels it gives a label, an :class:`InverseNotConverged` warning names it, or,
+        given ``unresolved``, its message is stored there under the label's name (no warning: safe in threads)."""
         boxes = []
         for label in labels:
             inside_ijk = np.argwhere(np.asarray(label.array) > 0)[:, ::-1]
@@ -152,10 +154,10 @@ class DisplacementMap:
         sources, residual = (None, None)
         if candidates.size:
             sources, residual = self.inverse_map_points(centres[candidates], iterations)
-        return [self._sample_label(label, grid, candidates, sources, residual) for label in labels]
+        return [self._sample_label(label, grid, candidates, sources, residual, unresolved) for label in labels]
 
     def _sample_label(self, label: Volume, grid: Geometry, candidates: np.ndarray, sources: np.ndarray | None,
-                      residual: np.ndarray | None) -> Volume:
+                      residual: np.ndarray | None, unresolved_messages: dict[str, str] | None) -> Volume:
         """``label`` sampled at ``sources`` = phi^-1 of the ``candidates`` voxels of ``grid`` (zero elsewhere)."""
         values = np.asarray(label.array)
         result = np.zeros(grid.array_shape, dtype=values.dtype)
@@ -169,9 +171,12 @@ class DisplacementMap:
         labelled = sampled >= 0.5
         unresolved = int(np.count_nonzero(residual[labelled] > 0.1))
         if unresolved > 0.001 * max(int(labelled.sum()), 1):
-            warnings.warn(InverseNotConverged(f"phi inverse did not converge for {unresolved} of the "
-                                              f"{int(labelled.sum())} voxels given the label of {label.name} (residual "
-                                              "> 0.1 mm); the map may fold", label.name), stacklevel=3)
+            message = (f"phi inverse did not converge for {unresolved} of the {int(labelled.sum())} voxels given the "
+                       f"label of {label.name} (residual > 0.1 mm); the map may fold")
+            if unresolved_messages is None:
+                warnings.warn(InverseNotConverged(message, label.name), stacklevel=3)
+            else:
+                unresolved_messages[label.name] = message
         flat = result.reshape(-1)
         flat[candidates] = (sampled >= 0.5) if binary else np.rint(sampled).astype(values.dtype)
         return Volume(result, grid, f"{label.name} propagated")

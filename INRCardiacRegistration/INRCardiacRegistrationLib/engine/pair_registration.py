@@ -7,6 +7,7 @@ fixed frame's sampling mask: ``(1 - alpha)(-NCC(image)) + alpha(-NCC(SDF)) + lam
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,9 @@ from .plateau import PlateauRule
 from .registration_result import PairRegistration
 from .sampling import MaskPointSampler
 from .siren import Siren
+
+# A new network's weights come from torch's global generator, seeded per pair: one pair at a time draws them.
+_GLOBAL_RNG = threading.Lock()
 
 
 class RegistrationCancelled(RuntimeError):
@@ -125,7 +129,7 @@ def register_pair(
         pool_sampler = VolumeSampler([np.asarray(blood_pool.array, dtype=np.float32)], blood_pool.geometry, device,
                                      mode="nearest")
 
-    with torch.random.fork_rng(devices=[]):
+    with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):  # pairs may be trained on several threads at once
         torch.manual_seed(config.seed)
         network = Siren(config.width, config.depth, config.omega)
     if initial is not None:

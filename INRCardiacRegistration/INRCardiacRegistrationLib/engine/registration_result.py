@@ -115,14 +115,15 @@ class PairRegistration(DisplacementMap):
             values = np.rint(values).astype(moving.array.dtype)
         return Volume(values, grid, f"{moving.name} warped")
 
-    def propagate_fixed_labels(self, labels: list[Volume], grid: Geometry, iterations: int = 100) -> list[Volume]:
+    def propagate_fixed_labels(self, labels: list[Volume], grid: Geometry, iterations: int = 100,
+                               unresolved: dict[str, str] | None = None) -> list[Volume]:
         """Labels of the fixed frame carried into the moving frame, on ``grid`` (the moving grid); see
         :meth:`DisplacementMap.propagate_fixed_labels`. Each label must lie on the fixed grid."""
         for label in labels:
             if not self.fixed_geometry.matches(label.geometry):
                 raise InputError(f"{label.name} grid ({label.geometry.describe()}) does not match the fixed frame "
                                  f"({self.fixed_geometry.describe()})")
-        return super().propagate_fixed_labels(labels, grid, iterations)
+        return super().propagate_fixed_labels(labels, grid, iterations, unresolved)
 
     # --- checkpoints --------------------------------------------------------------------------------
     def checkpoint(self) -> dict:

@@ -56,11 +56,15 @@ class Siren(nn.Module):
     def hyperparameters(self) -> dict:
         return {"width": self.width, "depth": self.depth, "omega": self.omega}
 
+    def _scaled_pre_activation(self, layer: nn.Linear, h: torch.Tensor) -> torch.Tensor:
+        """``omega (W h + b)`` as one fused matrix product (addmm's alpha and beta)."""
+        return torch.addmm(layer.bias, h, layer.weight.t(), beta=self.omega, alpha=self.omega)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Displacement ``u_n`` (N, 3) at normalised points ``x`` (N, 3)."""
         h = x
         for layer in self.hidden:
-            h = torch.sin(self.omega * layer(h))
+            h = torch.sin(self._scaled_pre_activation(layer, h))
         return self.output(h)
 
     def forward_with_jacobian(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,14 +74,13 @@ class Siren(nn.Module):
         through each layer, ``T <- omega cos(omega z) * (T @ W^T)``.
         """
         first = self.hidden[0]
-        z = first(x)
-        tangents = (self.omega * torch.cos(self.omega * z)).unsqueeze(1) * first.weight.t().unsqueeze(0)
-        h = torch.sin(self.omega * z)
+        scaled = self._scaled_pre_activation(first, x)
+        tangents = (self.omega * torch.cos(scaled)).unsqueeze(1) * first.weight.t().unsqueeze(0)
+        h = torch.sin(scaled)
         for layer in self.hidden[1:]:
-            z = torch.addmm(layer.bias, h, layer.weight.t())
-            tangents = (self.omega * torch.cos(self.omega * z)).unsqueeze(1) * torch.matmul(tangents,
-                                                                                              layer.weight.t())
-            h = torch.sin(self.omega * z)
+            scaled = self._scaled_pre_activation(layer, h)
+            tangents = (self.omega * torch.cos(scaled)).unsqueeze(1) * torch.matmul(tangents, layer.weight.t())
+            h = torch.sin(scaled)
         u = self.output(h)
         jacobian_t = torch.matmul(tangents, self.output.weight.t())  # (N, 3 [d/dx_j], 3 [u_i])
         return u, jacobian_t.transpose(1, 2)

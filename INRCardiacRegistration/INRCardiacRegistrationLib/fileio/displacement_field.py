@@ -13,6 +13,7 @@ Files: ``.h5``/``.hdf5``/``.tfm`` are ITK transform files (``DisplacementFieldTr
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,10 @@ import SimpleITK as sitk
 from ..core.atomic_file import atomic_path, file_suffix
 from ..core.geometry import Geometry
 from ..core.vocabulary import InputError
+
+# ITK's HDF5 (.h5 transform files) is built without thread safety: two threads reading or writing transform files
+# at once crash the process (seen: a segmentation fault in ReadTransform), so one at a time does.
+_TRANSFORM_FILES = threading.Lock()
 
 TRANSFORM_SUFFIXES = (".h5", ".hdf5", ".tfm", ".txt", ".mat")
 IMAGE_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd", ".nii", ".nii.gz")
@@ -53,7 +58,9 @@ def write_displacement_field(path: str | Path, displacement_mm: np.ndarray, geom
     image = displacement_image(displacement_mm, geometry)
     with atomic_path(path) as temporary:
         if suffix in TRANSFORM_SUFFIXES:
-            sitk.WriteTransform(sitk.DisplacementFieldTransform(image), temporary)
+            transform = sitk.DisplacementFieldTransform(image)
+            with _TRANSFORM_FILES:
+                sitk.WriteTransform(transform, temporary)
         else:
             sitk.WriteImage(image, temporary, useCompression=True)
     return path
@@ -65,7 +72,8 @@ def read_displacement_transform(path: str | Path) -> sitk.DisplacementFieldTrans
     if not path.exists():
         raise InputError(f"displacement field file not found: {path}")
     if file_suffix(path) in TRANSFORM_SUFFIXES:
-        transform = sitk.ReadTransform(str(path))
+        with _TRANSFORM_FILES:
+            transform = sitk.ReadTransform(str(path))
         if transform.GetName() == "CompositeTransform":
             composite = sitk.CompositeTransform(transform)
             if composite.GetNumberOfTransforms() != 1:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..core.aha_segments import SEGMENT_NAMES
 from ..core.atomic_file import write_text_atomic
@@ -37,6 +38,7 @@ from ..cycle.inputs import read_cycle_inputs
 from ..cycle.run_folder import RunFolder, csv_text, finite_or_none
 from ..engine.displacement_map import DisplacementMap, SampledDisplacementMap
 from ..engine.registration_result import PairRegistration
+from ..engine.threads import shared_thread_pool
 from ..fileio.displacement_field import read_displacement_field
 from .basal_plane import find_basal_annulus
 from .lv_frame import estimate_lv_frame
@@ -185,6 +187,17 @@ class CardiacFunction:
         return "\n".join(lines + [f"  note: {note}" for note in self.notes])
 
 
+@dataclass
+class _FrameMeasures:
+    """What :func:`measure_function` finds in one frame."""
+
+    cavity_ml: float
+    myocardium_ml: float
+    strain: FrameStrain | None
+    warning: str | None = None     # where phi^-1 did not converge for the cavity
+    strain_source: str = ""        # what the deformation gradient came from
+
+
 def _strain_motion(run: RunFolder, frame: int, sequential: bool, field: DisplacementMap) -> DisplacementMap:
     """The map strain is measured with: the frame's network when it maps the reference to this frame, else the
     written field."""
@@ -231,29 +244,34 @@ def measure_function(run: RunFolder, blood_pool: Volume, myocardium: Volume, ref
         segment_map = myocardium.with_array(values, name="AHA segments")
     sequential = info.get("mode") == "sequential"
     as_bytes = blood_pool.with_array(cavity.astype(np.uint8), name="LV blood pool")
-    lv, myocardium_ml, strain, unresolved, sources = [], [], [], {}, set()
-    for t in finished:
+
+    def measure(t: int) -> _FrameMeasures:
+        """Frame t's cavity and myocardium volumes, strain and segments (its own files only: run in threads)."""
         label = Volume.read(run.label_path(t), f"propagated myocardium of frame {t}")
-        myocardium_ml.append(volume_ml(label.array, label.geometry.spacing))
+        myocardium_t = volume_ml(label.array, label.geometry.spacing)
         if t == reference_frame:
-            lv.append(volume_ml(capped_cavity(cavity, grid, annulus), grid.spacing))
-            if points is not None:
-                strain.append(identity_strain(points))
             if segment_map is not None:
                 segment_map.write(run.segments_path(t))
-            continue
+            return _FrameMeasures(volume_ml(capped_cavity(cavity, grid, annulus), grid.spacing), myocardium_t,
+                                  None if points is None else identity_strain(points))
         field = SampledDisplacementMap(*read_displacement_field(run.transform_path(t)))
         alongside = [] if segment_map is None else [segment_map]
         volume, warning, carried = carried_cavity_volume_ml(field, as_bytes, label.geometry, annulus, alongside)
-        lv.append(volume)
-        if warning:
-            unresolved[t] = warning
         for segments in carried:
             segments.write(run.segments_path(t))
-        if points is not None:
-            motion = _strain_motion(run, t, sequential, field)
-            sources.add("network (exact)" if motion is not field else "written field (central differences)")
-            strain.append(map_frame_strain(points, motion))
+        if points is None:
+            return _FrameMeasures(volume, myocardium_t, None, warning)
+        motion = _strain_motion(run, t, sequential, field)
+        return _FrameMeasures(volume, myocardium_t, map_frame_strain(points, motion), warning,
+                              "network (exact)" if motion is not field else "written field (central differences)")
+
+    with shared_thread_pool(min(2, torch.get_num_threads()), "function") as pool:
+        measures = list(pool.map(measure, finished))
+    lv = [m.cavity_ml for m in measures]
+    myocardium_ml = [m.myocardium_ml for m in measures]
+    strain = [m.strain for m in measures if m.strain is not None]
+    unresolved = {t: m.warning for t, m in zip(finished, measures, strict=True) if m.warning}
+    sources = {m.strain_source for m in measures if m.strain_source}
     if unresolved:
         notes.append(f"the inverse map did not converge everywhere in {len(unresolved)} frame(s) (frames "
                      f"{', '.join(map(str, unresolved))}): the cavity volume is uncertain by those voxels; first: "

@@ -8,7 +8,6 @@ count times the voxel volume (1 mL = 1000 mm^3).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,7 +15,7 @@ import numpy as np
 from ..core.geometry import Geometry
 from ..core.masks import volume_ml
 from ..core.volume import Volume
-from ..engine.displacement_map import DisplacementMap, InverseNotConverged
+from ..engine.displacement_map import DisplacementMap
 from .basal_plane import BasalAnnulus
 
 
@@ -36,12 +35,9 @@ def carried_cavity_volume_ml(motion: DisplacementMap, cavity: Volume, grid: Geom
     """``(volume in mL, warning or None, the alongside labels carried)``: the reference ``cavity`` (uint8 0/1)
     carried by ``motion`` (reference -> frame) onto ``grid`` and closed at the carried annulus plane; the warning says
     where phi's inverse did not converge for the cavity. ``alongside``: further reference labels carried through the
-    same inverse map (computed once for all)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        carried, *others = motion.propagate_fixed_labels([cavity, *alongside], grid)
+    same inverse map (computed once for all). Safe to call from several threads at once (no warnings machinery)."""
+    unresolved: dict[str, str] = {}
+    carried, *others = motion.propagate_fixed_labels([cavity, *alongside], grid, unresolved=unresolved)
     carried_annulus = None if annulus is None else motion.map_points(annulus.points_mm)
     volume = volume_ml(capped_cavity(np.asarray(carried.array) > 0, grid, annulus, carried_annulus), grid.spacing)
-    mine = [str(w.message) for w in caught
-            if isinstance(w.message, InverseNotConverged) and w.message.label_name == cavity.name]
-    return volume, mine[0] if mine else None, others
+    return volume, unresolved.get(cavity.name), others
