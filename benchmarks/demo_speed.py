@@ -31,8 +31,9 @@ def run_demo(lib_parent: Path, out: Path, options: list[str]) -> dict:
     """Run the demo of the Lib under ``lib_parent`` into ``out`` (removed first); its wall seconds and scores."""
     shutil.rmtree(out, ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": str(lib_parent)}
-    command = [sys.executable, "-c", "import sys; from INRCardiacRegistrationLib.cli import main; sys.exit(main())",
-               "demo", "--out", str(out), "--quiet", *options]
+    entry = ("import sys\ntry:\n    from INRCardiacRegistrationLib.cli.main import main\nexcept ImportError:\n"
+             "    from INRCardiacRegistrationLib.cli import main\nsys.exit(main())")  # cli/main.py, or cli.py
+    command = [sys.executable, "-c", entry, "demo", "--out", str(out), "--quiet", *options]
     started = time.perf_counter()
     subprocess.run(command, env=env, check=True, cwd=lib_parent.parent, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - started
@@ -50,6 +51,7 @@ def main() -> int:
                         help="options for this tree's demo only (e.g. --chains 2)")
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
+    args.out = args.out.resolve()  # the demos run from their own trees
     revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                               check=True).stdout.strip()
     dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True,

@@ -127,35 +127,40 @@ def test_a_resumed_run_keeps_the_grid_it_started_with():
     assert field_region(REFERENCE, mask, region="heart", margin_mm=3.0, grid=elsewhere).grid != elsewhere
 
 
-def test_the_margin_extends_the_cores_values():
-    """extend_core: the core keeps its values, every other node takes the value of the core node nearest to it
-    (index clamped to the core box), checked node by node against a direct search on the physical distance."""
+def test_the_margin_extends_the_evaluated_boxs_values():
+    """extend_evaluated: the evaluated box (the core grown by one node) keeps its values, every other node takes the
+    value of the box node nearest to it (index clamped to the box), checked node by node against a direct search
+    on the physical distance."""
     mask = _mask((10, 8, 6), (18, 15, 12))
     region = field_region(REFERENCE, mask, None, region="heart", margin_mm=4.0)
-    core = region.core_points()
-    values = np.stack([core[:, 0] ** 2, np.sin(core[:, 1]), core[:, 2] - core[:, 0]], axis=-1)
-    field = region.extend_core(values)
+    low, high = region.evaluated_box
+    assert np.array_equal(low, np.asarray(region.core_low) - 1) and np.array_equal(high, np.asarray(region.core_high)
+                                                                                   + 1)
+    box = region.evaluated_points()
+    values = np.stack([box[:, 0] ** 2, np.sin(box[:, 1]), box[:, 2] - box[:, 0]], axis=-1)
+    field = region.extend_evaluated(values)
     assert field.shape == (*region.grid.array_shape, 3)
     nodes = region.grid.voxel_centres_physical().reshape(-1, 3)
-    # the nearest core node in index space is the nearest in physical space on this (rotated, anisotropic) lattice:
-    # the core is a box of the lattice, so each axis clamps on its own
+    # the nearest box node in index space is the nearest in physical space on this (rotated, anisotropic) lattice:
+    # the box is a box of the lattice, so each axis clamps on its own
     rng = np.random.default_rng(4)
     for n in rng.choice(len(nodes), size=400, replace=False):
-        nearest = np.argmin(np.linalg.norm(core - nodes[n], axis=1))
+        nearest = np.argmin(np.linalg.norm(box - nodes[n], axis=1))
         assert np.array_equal(field.reshape(-1, 3)[n], values[nearest])
-    (i0, j0, k0), (i1, j1, k1) = region.core_low, region.core_high
+    (i0, j0, k0), (i1, j1, k1) = low, high
     assert np.array_equal(field[k0:k1 + 1, j0:j1 + 1, i0:i1 + 1].reshape(-1, 3), values)
+    assert len(box) < 0.7 * len(nodes)
 
 
-def test_written_margin_is_the_cores_edge_value_tapered(tiny_run):
-    """On a real run (heart region) the written field at every node is the network's value at the nearest core node
-    times the taper weight: the network is evaluated on the core only."""
+def test_written_margin_is_the_evaluated_boxs_edge_value_tapered(tiny_run):
+    """On a real run (heart region) the written field at every node is the network's value at the nearest node of
+    the core grown by one, times the taper weight: the network is evaluated there only."""
     _, region = run_sampling_mask_and_region(tiny_run)
-    core = region.core_points()
+    box = region.evaluated_points()
     for t in (1, 3):
         written, _ = read_displacement_field(tiny_run.transform_path(t))
         network = PairRegistration.load(tiny_run.checkpoint_path(t), "cpu")
-        expected = region.taper(region.extend_core(network.displacement_at(core)))
+        expected = region.taper(region.extend_evaluated(network.displacement_at(box)))
         assert np.abs(written - expected).max() < 1e-5
         (i0, j0, k0), (i1, j1, k1) = region.core_low, region.core_high
         assert np.all(region.weights()[k0:k1 + 1, j0:j1 + 1, i0:i1 + 1] == 1.0)

@@ -60,11 +60,10 @@ def test_worker_reports_progress_and_finishes(tiny_phantom, tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="process groups are POSIX")
 def test_cancel_ends_the_whole_tree_and_keeps_finished_frames(tiny_phantom, tmp_path):
-    """Cancel after the first finished frame: no process of the tree is left, the outcome is 'cancelled' (by the
-    worker itself, exit 130, on an idle machine; by cancel()'s signals and its record in the run folder when the
-    worker is too slow, as on a loaded one), and the run folder holds complete frames only. No tight deadline: the
-    bound only catches a hang (cancel() gives the worker 3 s, then SIGTERM 1.5 s, then SIGKILL); the times under
-    load are measured by benchmarks/cancel_under_load.py."""
+    """Cancel after the first finished frame: the worker ends by itself (exit 130, no signal needed) with a
+    'cancelled' event and run.json, no process of the tree is left, and the run folder holds complete frames only.
+    No tight deadline (the machine may be loaded): the worker is given 60 s before cancel() would signal it, which
+    would fail the test; the times under load are measured by benchmarks/cancel_under_load.py."""
     out = tmp_path / "run"
     # later frames long enough (300 iterations, no plateau) that the cancel lands before the run could end
     argv = worker_argv(tiny_phantom, out, launcher=True, warm_start_iterations=300, plateau_window=0)
@@ -75,30 +74,28 @@ def test_cancel_ends_the_whole_tree_and_keeps_finished_frames(tiny_phantom, tmp_
         worker.poll()
         time.sleep(0.05)
     started = time.monotonic()
-    code = worker.cancel()
-    elapsed = time.monotonic() - started
-    print(f"cancel took {elapsed:.2f} s, exit code {code}, forced {worker.forced_stop}")
-    assert elapsed < 30.0
+    code = worker.cancel(grace_s=60.0)
+    print(f"cancel took {time.monotonic() - started:.2f} s, exit code {code}")
+    assert code == 130 and not worker.forced_stop, worker.log_tail()
     with pytest.raises(ProcessLookupError):
         os.killpg(worker.pid, 0)  # no process of the tree is left
     assert worker.outcome() == "cancelled"
-    assert code == 130 or worker.forced_stop
     run = RunFolder(out)
     assert worker.events[-1]["event"] == "cancelled" and run.read_run_info()["status"] == "cancelled"
-    assert not run.cancel_path.exists()
+    assert not run.cancel_path.exists() and not (out / "report.png").exists()  # a cancelled run: summary only
     finished = sorted(run.finished_records(4))
     assert finished[:2] == [0, 1] and finished != [0, 1, 2, 3]
-    written = sorted(p.name for p in (out / "transforms").iterdir() if not p.name.startswith(".tmp-"))
-    assert written[:len(finished)] == [f"frame_{t:03d}.h5" for t in finished]
+    assert sorted(p.name for p in (out / "transforms").iterdir()) == [f"frame_{t:03d}.h5" for t in finished]
+    assert not list(out.rglob(".tmp-*"))
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="process groups are POSIX")
-@pytest.mark.parametrize("status", ["running", "finished"])
-def test_a_worker_stopped_by_signal_is_cancelled_never_failed(tmp_path, status):
+@pytest.mark.parametrize("status", ["running", "finished", "failed"])
+def test_a_worker_stopped_by_signal_is_cancelled_unless_it_had_ended(tmp_path, status):
     """A worker that does not end by itself after the cancel request (it ignores the cancel file and SIGTERM, as a
     worker still starting or busy on a loaded machine may) is killed; its outcome is what its run folder says:
-    cancelled (the folder is marked so, with a 'cancelled' event) unless its run had finished. Stand-in worker: a
-    Python process that ignores SIGTERM, over a run folder whose run.json says ``status``."""
+    cancelled (the folder is marked so, with a 'cancelled' event) unless its run had recorded its end. Stand-in
+    worker: a Python process that ignores SIGTERM, over a run folder whose run.json says ``status``."""
     out = tmp_path / "run"
     run = RunFolder(out)
     run.write_run_info({"status": status, "frames": 4, "reference_frame": 0})
@@ -111,9 +108,9 @@ def test_a_worker_stopped_by_signal_is_cancelled_never_failed(tmp_path, status):
         time.sleep(0.05)
     code = worker.cancel(grace_s=0.2, terminate_s=0.2)
     assert code == -9 and worker.forced_stop
-    assert worker.outcome() == status if status == "finished" else worker.outcome() == "cancelled"
+    assert worker.outcome() == ("cancelled" if status == "running" else status)
     info = run.read_run_info()
-    assert info["status"] == ("finished" if status == "finished" else "cancelled")
+    assert info["status"] == ("cancelled" if status == "running" else status)
     assert not run.cancel_path.exists()
     if status == "running":
         assert info["stopped_by_signal"] is True and worker.events[-1]["event"] == "cancelled"

@@ -137,10 +137,11 @@ def run_request(request: RunRequest, run_dir: str | Path, options: WorkerOptions
     finally:
         progress.close()
     cancelled = result.status == RunState.CANCELLED
-    # a cancelled run stops at once: its summary only (report.png and the function come with the resumed run's
-    # end); a signal meanwhile does not kill the process half-way through its outputs
-    with cancel_on_signals(event):
-        finish_run_outputs(run_folder, inputs, report=options.report and not cancelled, function=not cancelled)
+    if cancelled:  # it stops at once: its summary only (report.png and the function come at the resumed run's end);
+        with cancel_on_signals(event):  # a second signal meanwhile does not kill it half-way
+            finish_run_outputs(run_folder, inputs, report=False, function=False)
+    else:  # a finished run: Ctrl-C or SIGTERM while its outputs are written ends it (the run stays finished)
+        finish_run_outputs(run_folder, inputs, report=options.report)
     print(run_folder.summary_txt.read_text(encoding="utf-8"), end="")
     if cancelled:
         print(f"{PROG}: cancelled; continue with: {PROG} --resume --out {run_dir}", file=sys.stderr)

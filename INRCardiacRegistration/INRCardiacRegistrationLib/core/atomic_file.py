@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,13 +34,22 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[str]:
     os.close(handle)
     try:
         yield temporary
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
+        os.chmod(temporary, 0o666 & ~_process_umask())
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+_UMASK = threading.Lock()
+
+
+def _process_umask() -> int:
+    """The process's umask (reading it means setting it: one thread at a time, or another thread could read 0)."""
+    with _UMASK:
+        umask = os.umask(0)
+        os.umask(umask)
+    return umask
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

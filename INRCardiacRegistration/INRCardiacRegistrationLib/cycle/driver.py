@@ -5,14 +5,17 @@ where that tissue is in frame t.
 
 - ``non-sequential``: one SIREN per frame, K -> t, trained directly.
 - ``sequential``: one SIREN per step, t-1 -> t (its own frame pair), and ``phi_t = step_t o phi_{t-1}``.
-  The composition is evaluated exactly at the nodes of the field grid (each step's network is applied to
-  the previous positions), so the written transform of frame t is the composed map.
+  The composition is evaluated exactly at the evaluated nodes of the field grid (each step's network is applied
+  to the previous positions; :mod:`field_region`: a heart region's core grown by one node, whose values the rest
+  of its margin extends), so the written transform of frame t is the composed map there.
 
 Frames are processed around the cycle starting after the reference: K+1, K+2, ..., T-1, 0, ..., K-1 (a cardiac
 cycle is periodic), each network warm-started from the previous one (the paper: 2000 iterations for the first
-pair, 1000 after). Every frame is seeded with ``seed + t``, so a resumed run (which reloads the previous
-frame's checkpoint and, in sequential mode, replays the finished steps) ends with the same results as an
-uninterrupted one on the same device.
+pair, 1000 after). With ``chains`` 2 (non-sequential) the second half of that order runs backwards from K-1 as a
+second chain at the same time, its first pair warm-started from the first pair of the run. Every frame is seeded
+with ``seed + t`` and trained with a torch thread count fixed by its place (the first pair: all threads), so a
+resumed run (which reloads the previous frame's checkpoint and, in sequential mode, replays the finished steps)
+ends with the same results as an uninterrupted one on the same device and machine.
 
 Per frame the run folder (:mod:`run_folder`) receives the transform (ITK displacement field on the field grid:
 the reference grid cropped to the sampling mask and landmarks plus a margin, or the whole reference grid, and
@@ -164,9 +167,10 @@ class _CycleRun:
                                          None if stored is None else Geometry.from_dict(stored))
         self.grid = self.region.grid
         self.nodes = self.grid.voxel_centres_physical().reshape(-1, 3)
-        # where the maps are evaluated: the core of a heart region (its margin extends the core's values), else all
+        # where the maps are evaluated: a heart region's core grown by one node (the rest of its margin extends
+        # their values), else every node
         self.core_only = self.config.field_region == "heart"
-        self.evaluated = self.region.core_points() if self.core_only else self.nodes
+        self.evaluated = self.region.evaluated_points() if self.core_only else self.nodes
         # the sampling-mask voxels as indices into the field grid's nodes (the field grid contains them all)
         mask_ijk = np.argwhere(np.asarray(self.mask.array) > 0)[:, ::-1]
         low = np.rint(inputs.reference.geometry.physical_to_index(np.asarray(self.grid.origin))).astype(int)
@@ -198,15 +202,22 @@ class _CycleRun:
         return registration.iterations if self.order[0] == frame else registration.warm_start_iterations
 
     def eta_seconds(self) -> float:
-        """Seconds left: the iterations of the pairs still to train (a warm-started pair's budget times the share of
-        it such pairs used so far, as the plateau rule may end them early; less what a pair in training has done),
-        shared by the chains, plus the measured overhead of each frame left where frames are written inline."""
+        """Seconds left: per chain, the iterations of its pairs still to train (a warm-started pair's budget times
+        the share of it such pairs used so far, as the plateau rule may end them early; less what a pair in
+        training has done) and each frame's measured overhead (its outputs inline, or waiting for the writer); the
+        chains run at once, so the longest one counts, after the first pair while it trains alone."""
         with self.lock:
             share = self.clock.warm_share()
-            left = sum(max(0.0, self.iterations_for(t) * (1.0 if t == self.order[0] else share)
-                           - self.clock.running.get(t, (0, 0.0))[0]) for t in self.untrained)
-            parallel = min(len(self.chains), max(1, len(self.untrained)))
-            return self.clock.seconds_left(left, len(self.untrained), parallel)
+
+            def left(frames) -> float:
+                return sum(max(0.0, self.iterations_for(t) * (1.0 if t == self.order[0] else share)
+                               - self.clock.running.get(t, (0, 0.0))[0]) for t in frames if t in self.untrained)
+
+            first = [self.order[0]] if self.order[0] in self.untrained else []
+            chains = [[t for t in chain if t in self.untrained and t not in first] for chain in self.chains]
+            longest = max(chains, key=left)
+            return (self.clock.seconds_left(left(first), len(first))
+                    + self.clock.seconds_left(left(longest), len(longest)))
 
     def stop_requested(self) -> bool:
         return self.stop.is_set() or self.session.cancel_requested()
@@ -223,7 +234,7 @@ class _CycleRun:
     def field_of(self, displacement: np.ndarray) -> np.ndarray:
         """The untapered field (k, j, i, 3) on the field grid from u at :attr:`evaluated` (N, 3)."""
         if self.core_only:
-            return self.region.extend_core(displacement)
+            return self.region.extend_evaluated(displacement)
         return displacement.reshape(*self.grid.array_shape, 3)
 
     def write_frame(self, frame: int, displacement: np.ndarray, result: PairRegistration | None, pair: str,
@@ -293,15 +304,14 @@ class _CycleRun:
             carried = field_map.propagate_fixed_label(as_bytes, self.inputs.frames[frame].geometry)
             self.tracking.mask = carried.with_array(carried.array > 0, name=f"sampling mask carried to frame {frame}")
 
-    def train_frame(self, frame: int, initial: PairRegistration | None) -> tuple[PairRegistration, float]:
-        """Train ``frame``'s pair, warm-started from ``initial`` (None: from scratch); returns it and when its training
-        started (``time.perf_counter``). Called by one chain's thread."""
+    def train_frame(self, frame: int, initial: PairRegistration | None) -> PairRegistration:
+        """Train ``frame``'s pair, warm-started from ``initial`` (None: from scratch). Called by one chain's
+        thread."""
         inputs, clock = self.inputs, self.clock
         fixed = self.pair_for(frame)
         mask = self.mask if fixed == self.reference or self.tracking.mask is None else self.tracking.mask
         registration = self.config.registration
         config = registration.replace(iterations=self.iterations_for(frame), seed=registration.seed + frame)
-        started = time.perf_counter()
 
         def on_progress(event: RegistrationProgress) -> None:
             with self.lock:
@@ -328,7 +338,7 @@ class _CycleRun:
                 clock.warm_planned += config.iterations
                 clock.warm_used += len(result.loss_history)
             self.untrained.discard(frame)
-        return result, started
+        return result
 
     def run_chain(self, frames: list[int], initial: PairRegistration | None,
                   finisher: FrameFinisher) -> PairRegistration | None:
@@ -338,19 +348,18 @@ class _CycleRun:
         for frame in frames:
             if self.stop_requested():
                 raise RegistrationCancelled(f"cancelled before frame {frame}")
-            loop_started = time.perf_counter()
-            result, started = self.train_frame(frame, previous)
-            finisher.submit(lambda f=frame, r=result, s=started: self.finish_frame(f, r, s))
-            if not self.overlap:  # written inline: what each further frame adds to the training left
-                with self.lock:
-                    self.clock.overhead_seconds.append(time.perf_counter() - loop_started - result.seconds)
+            result = self.train_frame(frame, previous)
+            handed = time.perf_counter()
+            finisher.submit(lambda f=frame, r=result: self.finish_frame(f, r))
+            with self.lock:  # what each frame adds to training: its outputs inline, or waiting for the writer
+                self.clock.overhead_seconds.append(time.perf_counter() - handed)
             previous = self.tracking.previous if self.config.mode == "sequential" else result
         return previous
 
     def run_chains_together(self, todo: list[list[int]], starts: list[PairRegistration | None],
                             finisher: FrameFinisher) -> None:
         """The second chain on a thread of its own, the first on this one. The first to fail or stop stops the
-        other; an error wins over a cancel."""
+        other (also an interrupt of this thread while it waits); an error wins over a cancel."""
         errors: list[BaseException] = []
 
         def second() -> None:
@@ -367,17 +376,24 @@ class _CycleRun:
         except BaseException as error:  # noqa: BLE001 - raised below, after the other chain stopped
             errors.insert(0, error)
             self.stop.set()
-        thread.join()
+        finally:
+            try:
+                thread.join()
+            except BaseException:  # interrupted while waiting: stop the other chain, wait for it, go on stopping
+                self.stop.set()
+                thread.join()
+                raise
         if errors:
             real = [error for error in errors if not isinstance(error, RegistrationCancelled)]
             raise (real or errors)[0]
 
-    def finish_frame(self, frame: int, result: PairRegistration, started: float) -> FrameRecord:
+    def finish_frame(self, frame: int, result: PairRegistration) -> FrameRecord:
         """Everything after ``frame``'s training: its map at the field nodes and its files (:meth:`write_frame`).
-        ``started``: when its training started (the record's seconds run from there)."""
+        The record's seconds: the pair's training plus this work (not the time it waited for the writer)."""
+        started = time.perf_counter()
         displacement = self.advance(frame, result)
         record, field_map = self.write_frame(frame, displacement, result, f"{self.pair_for(frame)}->{frame}",
-                                             time.perf_counter() - started)
+                                             result.seconds + time.perf_counter() - started)
         self.carry_mask(frame, field_map)
         return record
 
@@ -450,7 +466,8 @@ class _CycleRun:
         run.write_metrics(list(records.values()))
         self.write_trajectories(records)
         with FrameFinisher(self.overlap, lambda record: self.frame_written(record, records),
-                           lambda: set_torch_threads(self.writer_threads)) as finisher:
+                           lambda: set_torch_threads(self.writer_threads), in_flight=len(self.chains),
+                           stops=(RegistrationCancelled,)) as finisher:
             if len(todo) == 1:
                 self.run_chain(todo[0], starts[0], finisher)
             else:
@@ -485,8 +502,9 @@ def register_cycle(inputs: CycleInputs, request: RunRequest | CycleConfig, run_d
         lock_wait_s: while another process writes ``run_dir`` (it holds the folder's lock), wait up to this many
             seconds for it to end (``lock_waiting`` is told who holds it), then raise :class:`file_lock.LockBusy`
             (nothing written); a cancel while waiting raises it at once.
-        overlap: non-sequential mode: write each frame's files on a second thread while the next frame trains
-            (:mod:`.frame_finisher`; the same files as without it).
+        overlap: non-sequential mode: write each frame's files on a writer thread while the next frame trains
+            (:mod:`.frame_finisher`). On a CPU the warm-started pairs then train with part of the threads, which
+            changes results in the last bits; with one thread the files are the same as without it.
 
     Raises InputError for inconsistent inputs or settings (before writing anything); an error once the run has
     started is recorded as a ``failed`` event and status in ``run.json`` and raised as :class:`CycleFailed`.

@@ -14,8 +14,8 @@ class EtaClock:
 
     ``iterations_done``/``training_seconds``: optimiser iterations and the seconds they took in the pairs finished
     so far; ``running``: per pair still training, its iterations and seconds so far; ``overhead_seconds``: per frame
-    finished inline, the seconds spent outside training (writing its outputs). Seconds per iteration are a chain's:
-    with several chains training at once, the time left is divided among them.
+    handed over, the seconds its chain spent outside training (writing its outputs inline, or waiting for room at
+    the frame writer). Seconds per iteration are a chain's own.
     """
 
     iterations_done: int = 0
@@ -29,12 +29,12 @@ class EtaClock:
         """The share of their budget that warm-started pairs used so far (1 before the first one finished)."""
         return self.warm_used / self.warm_planned if self.warm_planned else 1.0
 
-    def seconds_left(self, iterations_left: float, frames_left: int, parallel: int = 1) -> float:
-        """Seconds until the end: ``iterations_left`` at this session's speed plus the mean overhead for each of the
-        ``frames_left`` unfinished frames, shared by ``parallel`` chains; NaN before the first measured iteration."""
+    def seconds_left(self, iterations_left: float, frames_left: int) -> float:
+        """Seconds until the end of a chain: ``iterations_left`` at this session's speed plus the mean overhead for
+        each of its ``frames_left`` unfinished frames; NaN before the first measured iteration."""
         iterations = self.iterations_done + sum(done for done, _ in self.running.values())
         if iterations == 0:
             return math.nan
         seconds = self.training_seconds + sum(elapsed for _, elapsed in self.running.values())
         overhead = float(np.mean(self.overhead_seconds)) if self.overhead_seconds else 0.0
-        return (seconds / iterations * iterations_left + overhead * frames_left) / max(1, parallel)
+        return seconds / iterations * iterations_left + overhead * frames_left

@@ -12,10 +12,11 @@ counts the margin nodes where a written field folds anyway.
 
 - ``region="heart"``: the grid is the core grown by ``margin_mm`` (at least one voxel) on every side, on the
   reference grid's lattice but not cut to the image, so the taper always has the whole margin to fall over. The
-  network is evaluated on the core only (:meth:`FieldRegion.extend_core`): each margin node takes the value of
-  the core node nearest to it (the index clamped to the core box), then the taper. A network is untrained outside
-  the sampling mask; what the margin needs is a displacement that goes smoothly to zero, and the core's edge value
-  falling linearly is that (the criterion for folding is unchanged), for less than half the evaluations.
+  network is evaluated on the core grown by one node only (:meth:`FieldRegion.extend_evaluated`): every further
+  margin node takes the value of the evaluated node nearest to it (indices clamped to the box), then the taper. A
+  network is untrained outside the sampling mask; what the margin needs is a displacement that goes smoothly to
+  zero, and the box's edge value falling linearly is that (the criterion for folding is unchanged), for less than
+  half the evaluations.
 - ``region="full"``: the grid is the whole reference grid; the taper runs over the ``margin_mm`` band at its
   border (narrower where the core comes closer to the border; none on a side the core touches).
 
@@ -71,23 +72,28 @@ class FieldRegion:
         return weights
 
     @functools.cached_property
-    def core_shape(self) -> tuple[int, int, int]:
-        """The core box's array shape (k, j, i)."""
-        return tuple(int(h - lo + 1) for lo, h in zip(self.core_low[::-1], self.core_high[::-1], strict=True))
+    def evaluated_box(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(low, high)``: inclusive (i, j, k) bounds of the nodes where the maps are evaluated: the core grown by
+        one node on every side (within the grid), so that central differences at the core's outermost nodes (the
+        folding metric) still see the map's own values on both sides."""
+        low = np.maximum(np.asarray(self.core_low) - 1, 0)
+        high = np.minimum(np.asarray(self.core_high) + 1, np.asarray(self.grid.size) - 1)
+        return low, high
 
-    def core_points(self) -> np.ndarray:
-        """The core nodes' centres (N, 3) LPS mm, in (k, j, i) order of the core box."""
-        (i0, j0, k0), (i1, j1, k1) = self.core_low, self.core_high
+    def evaluated_points(self) -> np.ndarray:
+        """The centres (N, 3) LPS mm of the nodes of :attr:`evaluated_box`, in (k, j, i) order."""
+        (i0, j0, k0), (i1, j1, k1) = self.evaluated_box
         return self.grid.voxel_centres_physical()[k0:k1 + 1, j0:j1 + 1, i0:i1 + 1].reshape(-1, 3)
 
-    def extend_core(self, core_displacement_mm: np.ndarray) -> np.ndarray:
-        """The field (k, j, i, 3) on :attr:`grid` from its values at :meth:`core_points` ((N, 3) in their order):
-        unchanged on the core, and on every other node the value of the core node nearest to it (each index clamped
-        to the core box). Not yet tapered."""
-        core = np.asarray(core_displacement_mm).reshape(*self.core_shape, 3)
-        clamped = [np.clip(np.arange(self.grid.size[axis]), self.core_low[axis], self.core_high[axis])
-                   - self.core_low[axis] for axis in range(3)]
-        return core[np.ix_(clamped[2], clamped[1], clamped[0])]
+    def extend_evaluated(self, displacement_mm: np.ndarray) -> np.ndarray:
+        """The field (k, j, i, 3) on :attr:`grid` from its values at :meth:`evaluated_points` ((N, 3), their order):
+        unchanged there, and on every other node the value of the evaluated node nearest to it (each index clamped
+        to the box). Not yet tapered."""
+        low, high = self.evaluated_box
+        shape = tuple(int(n) for n in (high - low + 1)[::-1])
+        values = np.asarray(displacement_mm).reshape(*shape, 3)
+        clamped = [np.clip(np.arange(self.grid.size[axis]), low[axis], high[axis]) - low[axis] for axis in range(3)]
+        return values[np.ix_(clamped[2], clamped[1], clamped[0])]
 
     def taper(self, displacement_mm: np.ndarray) -> np.ndarray:
         """``displacement_mm`` (k, j, i, 3) on :attr:`grid` times the taper weights."""

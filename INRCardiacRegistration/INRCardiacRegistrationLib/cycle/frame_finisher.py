@@ -15,6 +15,7 @@ frame already handed over is still written, so that no trained frame is lost.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
@@ -24,25 +25,48 @@ Record = TypeVar("Record")
 
 class FrameFinisher(Generic[Record]):
     """Runs finishing jobs one at a time, in submission order, on a writer thread (``overlap``; ``thread_setup``
-    runs first on it) or inline; each result goes to ``on_written`` on the thread that ran the job."""
+    runs first on it) or inline; each result goes to ``on_written`` on the thread that ran the job.
+
+    At most ``in_flight`` jobs wait or run at once: a submitter blocks until there is room (a writer slower than
+    training holds training back instead of piling frames up; :attr:`blocked_seconds` is how long submitters
+    waited). Once a job has failed, the jobs after it are skipped (a chain's later frame must not be recorded
+    while an earlier one is missing) and the failure is raised to the next submitter and at the end."""
 
     def __init__(self, overlap: bool, on_written: Callable[[Record], None],
-                 thread_setup: Callable[[], None] | None = None) -> None:
+                 thread_setup: Callable[[], None] | None = None, in_flight: int = 1,
+                 stops: tuple[type[BaseException], ...] = ()) -> None:
         self.on_written = on_written
+        self.stops = stops  # errors that are a requested stop (a cancel), not a failure
+        self.inline = threading.Lock()
         self.pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="frame-files", initializer=thread_setup)
                      if overlap else None)
         self.lock = threading.Lock()
+        self.room = threading.Semaphore(max(1, in_flight))
         self.pending: list[Future] = []
+        self.failure: BaseException | None = None
+        self.blocked_seconds = 0.0
 
     def _run(self, job: Callable[[], Record]) -> None:
-        self.on_written(job())
+        try:
+            if self.failure is None:
+                self.on_written(job())
+        except BaseException as error:
+            with self.lock:
+                self.failure = self.failure or error
+            raise
+        finally:
+            self.room.release()
 
     def submit(self, job: Callable[[], Record]) -> None:
-        """Hand over a frame's finishing ``job``. The first failure of an earlier job is raised here (the run must
-        stop), and inline the job's own."""
+        """Hand over a frame's finishing ``job`` (waiting for room). The first failure of an earlier job is raised
+        here (the run must stop), and inline the job's own."""
         self.raise_failure()
+        started = time.perf_counter()
+        self.room.acquire()
+        with self.lock:
+            self.blocked_seconds += time.perf_counter() - started
         if self.pool is None:
-            with self.lock:  # one job at a time, whichever chain submits it
+            with self.inline:  # one job at a time, whichever chain submits it
                 self._run(job)
             return
         with self.lock:
@@ -50,22 +74,16 @@ class FrameFinisher(Generic[Record]):
 
     def raise_failure(self) -> None:
         """Raise the error of the first job that failed so far, if any."""
-        with self.lock:
-            done = [future for future in self.pending if future.done()]
-            self.pending = [future for future in self.pending if not future.done()]
-        for future in done:
-            future.result()
+        if self.failure is not None:
+            raise self.failure
 
     def drain(self) -> None:
         """Wait until every job handed over is done; raise the first failure."""
         with self.lock:
             pending, self.pending = self.pending, []
-        failure = None
         for future in pending:
-            error = future.exception()
-            failure = failure or error
-        if failure is not None:
-            raise failure
+            future.exception()
+        self.raise_failure()
 
     def __enter__(self) -> FrameFinisher[Record]:
         return self
@@ -74,11 +92,13 @@ class FrameFinisher(Generic[Record]):
         try:
             if error is None:
                 self.drain()
-            else:  # stopping (cancel or error): the frames handed over are still written; their failures give way
-                try:
-                    self.drain()
-                except Exception:  # noqa: BLE001 - the run's own error is the one to report
-                    pass
+                return
+            try:  # stopping: the frames handed over are still written
+                self.drain()
+            except BaseException as failure:
+                if isinstance(error, self.stops):  # a cancel: the failed write is what went wrong
+                    raise failure from error
+                # the run failed by itself: its own error is the one raised
         finally:
             if self.pool is not None:
                 self.pool.shutdown(wait=True)

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..core.file_lock import LockBusy
 from ..core.vocabulary import FINAL_EVENTS, RunState
 from .run_folder import RunFolder
 from .run_session import now_text
@@ -219,13 +220,15 @@ class WorkerProcess:
     def outcome(self) -> RunState:
         """How the worker stands: running (or starting, before :meth:`start`), else its exit code's state. A worker
         that :meth:`cancel` had to stop by signal (a loaded machine, or a stop while it starts or writes its
-        report) ended as its run folder says: finished if its run had finished, else cancelled, never failed."""
+        report) ended as its run folder says: finished or failed if its run had recorded so, else cancelled."""
         code = self.returncode
         if code is None:
             return RunState.RUNNING if self.process is not None else RunState.STARTING
         if self.forced_stop:
             status = self.run.read_run_info().get("status") if self.run.exists() else None
-            return RunState.FINISHED if status == RunState.FINISHED.value else RunState.CANCELLED
+            if status in (RunState.FINISHED.value, RunState.FAILED.value):
+                return RunState(status)
+            return RunState.CANCELLED
         return RunState.from_exit_code(code)
 
     def wait(self, timeout: float | None = None) -> int:
@@ -268,17 +271,23 @@ class WorkerProcess:
         return self.process.returncode
 
     def _record_forced_stop(self) -> None:
-        """The run folder of a worker stopped by signal: cancelled (unless finished), no ``cancel`` file left."""
+        """The run folder of a worker stopped by signal: cancelled (unless it recorded its end), no ``cancel`` file
+        left. Only while holding the folder's lock (free once the killed worker is gone): a worker killed while it
+        waited for the folder must not mark the run of the worker that holds it."""
         run = self.run
-        info = run.read_run_info() if run.exists() else None
-        if info is not None and info.get("status") == RunState.RUNNING.value:
-            finished = len(run.finished_records(int(info.get("frames") or 0)))
-            reason = "stopped by signal after the cancel request (the worker did not end by itself in time)"
-            self.events.append(run.append_event(RunState.CANCELLED.value, reason=reason, done=finished,
-                                                frames=info.get("frames")))
-            self.reader.offset = run.progress_path.stat().st_size  # the event is in self.events already
-            run.update_run_info(status=RunState.CANCELLED.value, ended=now_text(), stopped_by_signal=True)
-        run.clear_cancel()
+        try:
+            with run.lock(wait_s=0.0):
+                info = run.read_run_info() if run.exists() else None
+                if info is not None and info.get("status") == RunState.RUNNING.value:
+                    finished = len(run.finished_records(int(info.get("frames") or 0)))
+                    reason = "stopped by signal after the cancel request (the worker did not end by itself in time)"
+                    self.events.append(run.append_event(RunState.CANCELLED.value, reason=reason, done=finished,
+                                                        frames=info.get("frames")))
+                    self.reader.offset = run.progress_path.stat().st_size  # the event is in self.events already
+                    run.update_run_info(status=RunState.CANCELLED.value, ended=now_text(), stopped_by_signal=True)
+                run.clear_cancel()
+        except LockBusy:
+            pass
 
     def tree_alive(self) -> bool:
         """Whether any process of the worker's tree still runs (POSIX: its process group)."""
