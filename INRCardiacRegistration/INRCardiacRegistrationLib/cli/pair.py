@@ -30,8 +30,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--moving-label", type=Path, help="label image of the moving frame (myocardium)")
     parser.add_argument("--myocardium-label", type=int, default=None,
                         help="myocardium value in the label images (default: any non-zero voxel)")
-    parser.add_argument("--mask", type=Path, help="heart mask of the fixed frame for sampling "
-                        "(dilated by --mask-dilation-voxels); default: the fixed label with a margin")
+    parser.add_argument("--heart-label", type=int, nargs="+", metavar="N",
+                        help="value(s) of the fixed label image forming the heart mask where training points are "
+                             "drawn (dilated by --mask-dilation-voxels), as 'register --heart-label' and the "
+                             "benchmarks; default: the fixed myocardium dilated by --myocardium-margin-mm (as "
+                             "'register' without it)")
+    parser.add_argument("--mask", type=Path, help="a heart mask image of the fixed frame for sampling instead "
+                        "(non-zero voxels, dilated by --mask-dilation-voxels)")
     add_config_arguments(parser)
 
 
@@ -58,8 +63,17 @@ def run(args: argparse.Namespace) -> int:
         fixed = Volume.read(args.fixed, "fixed image")
         moving = Volume.read(args.moving, "moving image")
         fixed_label = moving_label = mask = None
+        if args.heart_label and args.mask:
+            raise InputError("give --heart-label or --mask, not both")
+        if args.heart_label and not args.fixed_label:
+            raise InputError("--heart-label needs --fixed-label (the label image holding those values)")
         if args.fixed_label:
-            fixed_label = label_mask(Volume.read(args.fixed_label, "fixed label"), args.myocardium_label)
+            fixed_labels = Volume.read(args.fixed_label, "fixed label")
+            fixed_label = label_mask(fixed_labels, args.myocardium_label)
+            if args.heart_label:
+                heart = label_mask(fixed_labels, args.heart_label, name=f"heart (labels {args.heart_label})")
+                mask = sampling_mask(heart=fixed.require_same_grid(heart) and heart,
+                                     dilation_voxels=config.mask_dilation_voxels)
         if args.moving_label:
             moving_label = label_mask(Volume.read(args.moving_label, "moving label"), args.myocardium_label)
         if args.mask:
@@ -88,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
     summary: dict = {
         "final_loss": result.final_loss, "seconds": result.seconds, "device": result.device,
         "alpha_used": result.alpha_used, "negative_jacobian_pct": negative_jacobian_percent(determinants),
+        "sampling_region": ("heart labels " + " ".join(map(str, args.heart_label)) if args.heart_label else
+                            "heart mask " + str(args.mask) if args.mask else "myocardium with a margin"),
         "config": config.to_dict(),
     }
     if fixed_label is not None:

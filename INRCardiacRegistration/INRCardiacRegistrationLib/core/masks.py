@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import SimpleITK as sitk
 
@@ -10,19 +12,23 @@ from .vocabulary import InputError
 from .volume import Volume
 
 
-def label_mask(labels: Volume, value: int | None = None, name: str | None = None) -> Volume:
-    """Boolean mask of ``labels == value`` (or ``labels > 0`` when value is None).
+def label_mask(labels: Volume, value: int | Sequence[int] | None = None, name: str | None = None) -> Volume:
+    """Boolean mask of ``labels == value`` (any of the values, given several; ``labels > 0`` when value is None).
 
-    Raises ValueError naming the value when it does not occur (an empty mask is always a mistake here).
+    Raises InputError naming the value(s) when none occurs (an empty mask is always a mistake here).
     """
     array = np.asarray(labels.array)
-    mask = array > 0 if value is None else array == value
+    values = None if value is None else [int(value)] if isinstance(value, int | np.integer) else [int(v) for v in value]
+    mask = array > 0 if values is None else np.isin(array, values)
     if not mask.any():
         present = np.unique(array)
         shown = ", ".join(str(v) for v in present[:12]) + (" ..." if present.size > 12 else "")
-        what = "any non-zero label" if value is None else f"label value {value}"
+        what = ("any non-zero label" if values is None else f"label value {values[0]}" if len(values) == 1
+                else f"any of the label values {', '.join(map(str, values))}")
         raise InputError(f"{labels.name} does not contain {what} (values present: {shown})")
-    return labels.with_array(mask, name=name or (f"{labels.name}=={value}" if value is not None else labels.name))
+    shown_value = None if values is None else values[0] if len(values) == 1 else values
+    return labels.with_array(mask, name=name or (f"{labels.name}=={shown_value}" if values is not None
+                                                 else labels.name))
 
 
 def require_nonempty(mask: Volume) -> Volume:
