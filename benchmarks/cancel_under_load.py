@@ -28,11 +28,10 @@ from INRCardiacRegistrationLib.phantom.config import PhantomConfig
 from INRCardiacRegistrationLib.phantom.files import generate_phantom
 
 ROOT = Path(__file__).resolve().parents[1]
+# the two that failed on a loaded machine (issue 18), and the CLI's own SIGTERM cancel
 TESTS = ["Testing/cycle/test_worker_process.py::test_cancel_ends_the_whole_tree_and_keeps_finished_frames",
          "Testing/mrml/test_scene_registration.py::test_cancel_keeps_finished_frames_in_the_scene_and_resume_completes",
-         "Testing/cycle/test_driver.py::test_sigterm_cancels_cleanly",
-         "Testing/cycle/test_driver.py::test_cancel_file_stops_the_run",
-         "Testing/cycle/test_driver.py::test_resume_after_sigkill_gives_the_uninterrupted_results"]
+         "Testing/cycle/test_driver.py::test_sigterm_cancels_cleanly"]
 
 
 def _spin() -> None:

@@ -116,11 +116,17 @@ def run_request(request: RunRequest, run_dir: str | Path, options: WorkerOptions
     def say_waiting(holder: str) -> None:
         print(f"{PROG}: {run_dir} is in use ({holder}); waiting up to {options.lock_wait_s:g} s", file=sys.stderr)
 
+    carried = None
+    if inputs.blood_pool is not None:  # the cavity and AHA segments go along the myocardium's inverse map
+        from ..function.cardiac_function import function_reference
+
+        carried = function_reference(inputs.blood_pool, inputs.myocardium[inputs.reference_frame],
+                                     inputs.right_ventricle).carried_labels()
     try:
         with cancel_on_signals(event):
             result = register_cycle(inputs, request, run_dir, resume=options.resume, warnings_text=texts,
                                     progress=progress, cancel=event, lock_wait_s=options.lock_wait_s,
-                                    lock_waiting=say_waiting)
+                                    lock_waiting=say_waiting, carried_labels=carried)
     except LockBusy as busy:
         if event.is_set():
             print(f"{PROG}: cancelled while waiting for the run folder (nothing written)", file=sys.stderr)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +92,14 @@ class Volume:
             raise InputError(f"{other.name} grid ({other.geometry.describe()}) does not match {self.name} grid "
                              f"({self.geometry.describe()})")
         return self
+
+    def digest(self) -> str:
+        """A SHA-1 of the grid, the data type and the voxel values (not the name): the same content, the same text."""
+        content = hashlib.sha1(json.dumps(self.geometry.to_dict(), sort_keys=True).encode())
+        array = np.ascontiguousarray(self.array)
+        content.update(f"{array.dtype.str}{array.shape}".encode())
+        content.update(array.tobytes())
+        return content.hexdigest()
 
     def with_array(self, array: np.ndarray, name: str | None = None) -> Volume:
         """A new volume with the same geometry and another array."""

@@ -33,6 +33,7 @@ import math
 import platform
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -47,7 +48,7 @@ from ..core.vocabulary import CancelSignal, InputError, RunState, is_cancelled
 from ..core.volume import Volume
 from ..engine.coordinates import NormalizedCoordinates
 from ..engine.devices import resolve_device
-from ..engine.displacement_map import SampledDisplacementMap
+from ..engine.displacement_map import InverseNotConverged, SampledDisplacementMap
 from ..engine.pair_registration import RegistrationCancelled, RegistrationProgress, register_pair
 from ..engine.registration_result import PairRegistration
 from ..engine.threads import set_torch_threads, torch_threads
@@ -59,7 +60,7 @@ from .frame_finisher import FrameFinisher
 from .frame_metrics import frame_record
 from .inputs import CycleInputs
 from .request import CycleConfig, RunRequest, option_name
-from .run_folder import FrameRecord, RunFolder
+from .run_folder import CARRIED_LABELS, FrameRecord, RunFolder
 from .run_session import RunSession
 
 
@@ -138,8 +139,16 @@ class _CycleRun:
     """The frames of one execution (fresh or resumed) of :func:`register_cycle`: the pairs, the maps they add up
     to, and the files each frame writes. The bookkeeping is :class:`RunSession`'s."""
 
-    def __init__(self, inputs: CycleInputs, request: RunRequest, session: RunSession, overlap: bool = True) -> None:
+    def __init__(self, inputs: CycleInputs, request: RunRequest, session: RunSession, overlap: bool = True,
+                 carried: dict[str, Volume] | None = None) -> None:
         self.inputs = inputs
+        self.carried = {name: label.with_array(np.asarray(label.array), name=label.name)
+                        for name, label in (carried or {}).items()}
+        for name, label in self.carried.items():
+            if name not in CARRIED_LABELS:
+                raise InputError(f"unknown carried label {name!r}; one of {CARRIED_LABELS}")
+            inputs.reference.require_same_grid(label)
+        self.carried_digests = {name: label.digest() for name, label in self.carried.items()}
         self.config = request.settings
         # Non-sequential mode: frames' files are written on a writer thread while training goes on where that
         # takes no CPU threads from training: on a GPU, or beside two chains (each of which trains on its share of
@@ -254,15 +263,24 @@ class _CycleRun:
         files = {"transform": write_displacement_field(run.transform_path(frame), u, self.grid)}
         field_map = SampledDisplacementMap(u, self.grid)
         reference_myocardium = inputs.myocardium[self.reference]
+        as_bytes = reference_myocardium.with_array(reference_myocardium.array.astype(np.uint8))
+        unresolved: dict[str, str] = {}
         if frame == self.reference:
-            propagated = reference_myocardium.array.astype(np.uint8)
+            labels = [as_bytes, *self.carried.values()]
             determinants = np.ones(len(self.mask_nodes))
         else:
             determinants = np.linalg.det(field_map.deformation_gradient_at(self.nodes[self.mask_nodes]))
-            as_bytes = reference_myocardium.with_array(reference_myocardium.array.astype(np.uint8))
-            propagated = field_map.propagate_fixed_label(as_bytes, frame_grid).array
+            # one inverse map for the myocardium and the labels carried with it (cavity, segments)
+            labels = field_map.propagate_fixed_labels([as_bytes, *self.carried.values()], frame_grid,
+                                                      unresolved=unresolved)
+            if as_bytes.name in unresolved:
+                warnings.warn(InverseNotConverged(f"frame {frame}: {unresolved[as_bytes.name]}", as_bytes.name),
+                              stacklevel=2)
+        propagated = np.asarray(labels[0].array)
         Volume(propagated, frame_grid).write(run.label_path(frame))
         files["label"] = run.label_path(frame)
+        for name, carried in zip(self.carried, labels[1:], strict=True):
+            files[name] = Volume(np.asarray(carried.array), frame_grid).write(run.carried_path(name, frame))
         if result is not None:
             files["checkpoint"] = result.save(run.checkpoint_path(frame))
         landmarks = None if inputs.landmarks is None else field_map.map_points(inputs.landmarks.points_lps)
@@ -278,6 +296,8 @@ class _CycleRun:
             record.alpha_used = result.alpha_used
         record.seconds = seconds
         record.margin_folds = self.region.margin_folds(u)
+        record.carried = dict(self.carried_digests)
+        record.unresolved = unresolved
         run.write_frame_record(record)
         return record, field_map
 
@@ -485,7 +505,8 @@ class _CycleRun:
 def register_cycle(inputs: CycleInputs, request: RunRequest | CycleConfig, run_dir, *, resume: bool = False,
                    warnings_text: list[str] | None = None, progress: Callable[[dict], None] | None = None,
                    cancel: CancelSignal = None, lock_wait_s: float = 0.0,
-                   lock_waiting: Callable[[str], None] | None = None, overlap: bool = True) -> CycleResult:
+                   lock_waiting: Callable[[str], None] | None = None, overlap: bool = True,
+                   carried_labels: dict[str, Volume] | None = None) -> CycleResult:
     """Register the reference frame to every frame of ``inputs`` and write the run folder ``run_dir``.
 
     Args:
@@ -518,7 +539,7 @@ def register_cycle(inputs: CycleInputs, request: RunRequest | CycleConfig, run_d
                          f"{inputs.reference_frame}", option="reference_frame")
     inputs.validate()
     session = RunSession(RunFolder(run_dir), request, inputs.frame_count, progress, cancel)
-    cycle = _CycleRun(inputs, request, session, overlap)
+    cycle = _CycleRun(inputs, request, session, overlap, carried_labels)
     session.check(resume, cycle.grids)  # bad settings fail before anything (the lock file too) is written
     with session.run.lock(wait_s=lock_wait_s, on_wait=lock_waiting, give_up=lambda: is_cancelled(cancel)):
         return _register_locked(cycle, resume, warnings_text or [])

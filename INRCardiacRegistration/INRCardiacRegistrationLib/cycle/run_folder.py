@@ -60,6 +60,11 @@ def frame_stem(frame: int) -> str:
     return f"frame_{frame:03d}"
 
 
+CARRIED_LABELS = ("cavity", "segments")
+"""Reference labels a run may carry into every frame through the myocardium's inverse map, for the cardiac function:
+the LV cavity and the AHA segments of the myocardium (each in a folder of its name)."""
+
+
 @dataclass
 class FrameRecord:
     """What a finished frame produced: its metrics (NaN where not applicable) and its files (relative)."""
@@ -77,6 +82,8 @@ class FrameRecord:
     margin_folds: int = 0  # nodes of the field's margin where the tapered field folds (cycle/field_region.py)
     files: dict[str, str] = field(default_factory=dict)
     landmark_errors_mm: list[float] = field(default_factory=list)
+    carried: dict[str, str] = field(default_factory=dict)     # carried label name -> digest of the reference label
+    unresolved: dict[str, str] = field(default_factory=dict)  # label -> where phi^-1 did not converge for it
 
     def metrics_row(self) -> dict:
         """The ``metrics.csv`` row: every column of :data:`METRIC_COLUMNS`, NaN as ``None``."""
@@ -90,7 +97,8 @@ class FrameRecord:
     @classmethod
     def from_dict(cls, data: dict) -> FrameRecord:
         known = {name for name in cls.__dataclass_fields__}
-        values = {key: (math.nan if value is None and key not in ("files", "landmark_errors_mm") else value)
+        containers = ("files", "landmark_errors_mm", "carried", "unresolved")
+        values = {key: (math.nan if value is None and key not in containers else value)
                   for key, value in data.items() if key in known}
         return cls(**values)
 
@@ -198,7 +206,13 @@ class RunFolder:
         return self.root / "checkpoints" / f"{frame_stem(frame)}.pt"
 
     def segments_path(self, frame: int) -> Path:
-        return self.root / "segments" / f"{frame_stem(frame)}.nii.gz"
+        return self.carried_path("segments", frame)
+
+    def carried_path(self, name: str, frame: int) -> Path:
+        """A reference label carried into ``frame`` with the myocardium (``name``: one of :data:`CARRIED_LABELS`)."""
+        if name not in CARRIED_LABELS:
+            raise ValueError(f"unknown carried label {name!r}; one of {CARRIED_LABELS}")
+        return self.root / name / f"{frame_stem(frame)}.nii.gz"
 
     def landmarks_path(self, frame: int) -> Path:
         return self.root / "landmarks" / f"{frame_stem(frame)}.mrk.json"

@@ -31,6 +31,7 @@ import torch
 
 from ..core.aha_segments import SEGMENT_NAMES
 from ..core.atomic_file import write_text_atomic
+from ..core.geometry import Geometry
 from ..core.masks import volume_ml
 from ..core.vocabulary import InputError, phase_pct
 from ..core.volume import Volume
@@ -40,11 +41,11 @@ from ..engine.displacement_map import DisplacementMap, SampledDisplacementMap
 from ..engine.registration_result import PairRegistration
 from ..engine.threads import shared_thread_pool
 from ..fileio.displacement_field import read_displacement_field
-from .basal_plane import find_basal_annulus
-from .lv_frame import estimate_lv_frame
+from .basal_plane import BasalAnnulus, find_basal_annulus
+from .lv_frame import LeftVentricleFrame, estimate_lv_frame
 from .report_figure import STRAIN_KINDS, peak_segment_strain, write_function_report
 from .strain import SEGMENTS, FrameStrain, MyocardialPoints, identity_strain, map_frame_strain
-from .volumes import capped_cavity, carried_cavity_volume_ml
+from .volumes import capped_cavity, carried_cavity_volume_ml, cavity_volume_ml
 
 FUNCTION_COLUMNS = ("frame", "phase_pct", "lv_volume_ml", "myocardium_volume_ml", "gls_pct", "gcs_pct", "grs_pct",
                     "twist_deg")
@@ -207,25 +208,37 @@ def _strain_motion(run: RunFolder, frame: int, sequential: bool, field: Displace
     return field
 
 
-def measure_function(run: RunFolder, blood_pool: Volume, myocardium: Volume, reference_frame: int,
-                     es_frame_given: int | None = None, right_ventricle: Volume | None = None,
-                     anterior_insertion_mm: np.ndarray | None = None, write_segments: bool = True) -> CardiacFunction:
-    """The cardiac function of the finished frames of ``run``. ``blood_pool`` and ``myocardium``: the reference
-    frame's LV cavity and myocardium (boolean, on the reference grid); ``right_ventricle`` (same) or a point on the
-    anterior RV insertion (LPS mm) orient the AHA segments (:mod:`.lv_frame`). ``write_segments``: also write the
-    reference myocardium's AHA segments carried into each frame (``segments/frame_NNN.nii.gz``, nearest neighbour
-    through phi_t^-1; where Slicer colours the moving myocardium by segment)."""
+@dataclass
+class FunctionReference:
+    """What the cardiac function needs from the reference frame: its LV cavity (0/1 as ``cavity_label``, named
+    "LV blood pool"), myocardium, mitral annulus, LV frame (None where it cannot be estimated: no strain, see
+    ``notes``), the myocardial points strain is measured at, and the AHA segment map of the myocardium."""
+
+    cavity: np.ndarray
+    wall: np.ndarray
+    grid: Geometry
+    cavity_label: Volume
+    annulus: BasalAnnulus | None
+    lv_frame: LeftVentricleFrame | None
+    points: MyocardialPoints | None
+    segment_map: Volume | None
+    notes: list[str]
+
+    def carried_labels(self) -> dict[str, Volume]:
+        """The labels a run carries into every frame for the function (``register_cycle``'s ``carried_labels``)."""
+        labels = {"cavity": self.cavity_label}
+        if self.segment_map is not None:
+            labels["segments"] = self.segment_map
+        return labels
+
+
+def function_reference(blood_pool: Volume, myocardium: Volume, right_ventricle: Volume | None = None,
+                       anterior_insertion_mm: np.ndarray | None = None,
+                       write_segments: bool = True) -> FunctionReference:
+    """The reference frame's part of :func:`measure_function` (see there for the arguments)."""
     cavity = np.asarray(blood_pool.array) > 0
     if not cavity.any():
         raise InputError("the LV blood pool of the reference frame is empty", option="blood_pool_label")
-    info = run.read_run_info()
-    frame_count = int(info["frames"])
-    finished = sorted(run.finished_records(frame_count))
-    if not finished:
-        raise InputError(f"{run.root} has no finished frame: nothing to measure")
-    if es_frame_given is not None and not 0 <= es_frame_given < frame_count:
-        raise InputError(f"the ES frame {es_frame_given} is outside the run's frames 0..{frame_count - 1}",
-                         option="es_frame")
     grid = blood_pool.geometry
     wall = np.asarray(myocardium.array) > 0
     annulus = find_basal_annulus(cavity, wall, grid)
@@ -242,8 +255,36 @@ def measure_function(run: RunFolder, blood_pool: Volume, myocardium: Volume, ref
         values = np.zeros(wall.shape, dtype=np.uint8)
         values[wall] = lv_frame.segments(grid.index_to_physical(np.argwhere(wall)[:, ::-1]))
         segment_map = myocardium.with_array(values, name="AHA segments")
+    cavity_label = blood_pool.with_array(cavity.astype(np.uint8), name="LV blood pool")
+    return FunctionReference(cavity, wall, grid, cavity_label, annulus, lv_frame, points, segment_map, notes)
+
+
+def measure_function(run: RunFolder, blood_pool: Volume, myocardium: Volume, reference_frame: int,
+                     es_frame_given: int | None = None, right_ventricle: Volume | None = None,
+                     anterior_insertion_mm: np.ndarray | None = None, write_segments: bool = True) -> CardiacFunction:
+    """The cardiac function of the finished frames of ``run``. ``blood_pool`` and ``myocardium``: the reference
+    frame's LV cavity and myocardium (boolean, on the reference grid); ``right_ventricle`` (same) or a point on the
+    anterior RV insertion (LPS mm) orient the AHA segments (:mod:`.lv_frame`). ``write_segments``: also write the
+    reference myocardium's AHA segments carried into each frame (``segments/frame_NNN.nii.gz``, nearest neighbour
+    through phi_t^-1; where Slicer colours the moving myocardium by segment).
+
+    A frame whose record says the run carried this very cavity (and segment map) into it (``carried_labels`` of
+    :func:`..cycle.driver.register_cycle`, same digest) takes them from its files; any other frame inverts its
+    written field here (the same voxels either way)."""
+    info = run.read_run_info()
+    frame_count = int(info["frames"])
+    finished = sorted(run.finished_records(frame_count))
+    if not finished:
+        raise InputError(f"{run.root} has no finished frame: nothing to measure")
+    if es_frame_given is not None and not 0 <= es_frame_given < frame_count:
+        raise InputError(f"the ES frame {es_frame_given} is outside the run's frames 0..{frame_count - 1}",
+                         option="es_frame")
+    reference = function_reference(blood_pool, myocardium, right_ventricle, anterior_insertion_mm, write_segments)
+    cavity, grid, annulus, lv_frame = reference.cavity, reference.grid, reference.annulus, reference.lv_frame
+    points, segment_map, notes = reference.points, reference.segment_map, list(reference.notes)
     sequential = info.get("mode") == "sequential"
-    as_bytes = blood_pool.with_array(cavity.astype(np.uint8), name="LV blood pool")
+    as_bytes = reference.cavity_label
+    digests = {name: label.digest() for name, label in reference.carried_labels().items()}
 
     def measure(t: int) -> _FrameMeasures:
         """Frame t's cavity and myocardium volumes, strain and segments (its own files only: run in threads)."""
@@ -255,10 +296,16 @@ def measure_function(run: RunFolder, blood_pool: Volume, myocardium: Volume, ref
             return _FrameMeasures(volume_ml(capped_cavity(cavity, grid, annulus), grid.spacing), myocardium_t,
                                   None if points is None else identity_strain(points))
         field = SampledDisplacementMap(*read_displacement_field(run.transform_path(t)))
-        alongside = [] if segment_map is None else [segment_map]
-        volume, warning, carried = carried_cavity_volume_ml(field, as_bytes, label.geometry, annulus, alongside)
-        for segments in carried:
-            segments.write(run.segments_path(t))
+        record = run.read_frame_record(t)
+        if record is not None and all(record.carried.get(name) == digest for name, digest in digests.items()):
+            carried_cavity = Volume.read(run.carried_path("cavity", t), f"LV cavity carried to frame {t}")
+            volume = cavity_volume_ml(field, np.asarray(carried_cavity.array) > 0, carried_cavity.geometry, annulus)
+            warning = record.unresolved.get(as_bytes.name)
+        else:
+            alongside = [] if segment_map is None else [segment_map]
+            volume, warning, carried = carried_cavity_volume_ml(field, as_bytes, label.geometry, annulus, alongside)
+            for segments in carried:
+                segments.write(run.segments_path(t))
         if points is None:
             return _FrameMeasures(volume, myocardium_t, None, warning)
         motion = _strain_motion(run, t, sequential, field)

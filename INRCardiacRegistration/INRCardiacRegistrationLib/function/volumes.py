@@ -38,6 +38,12 @@ def carried_cavity_volume_ml(motion: DisplacementMap, cavity: Volume, grid: Geom
     same inverse map (computed once for all). Safe to call from several threads at once (no warnings machinery)."""
     unresolved: dict[str, str] = {}
     carried, *others = motion.propagate_fixed_labels([cavity, *alongside], grid, unresolved=unresolved)
+    return cavity_volume_ml(motion, np.asarray(carried.array) > 0, grid, annulus), unresolved.get(cavity.name), others
+
+
+def cavity_volume_ml(motion: DisplacementMap, carried: np.ndarray, grid: Geometry,
+                     annulus: BasalAnnulus | None) -> float:
+    """The volume (mL) of a cavity already carried into a frame (bool (k, j, i) on ``grid``), closed at the reference
+    annulus carried by ``motion`` (reference -> that frame)."""
     carried_annulus = None if annulus is None else motion.map_points(annulus.points_mm)
-    volume = volume_ml(capped_cavity(np.asarray(carried.array) > 0, grid, annulus, carried_annulus), grid.spacing)
-    return volume, unresolved.get(cavity.name), others
+    return volume_ml(capped_cavity(carried, grid, annulus, carried_annulus), grid.spacing)
