@@ -1,12 +1,12 @@
-"""torch's CPU thread count is per Python thread (OpenMP): what the cycle's frame writer and the function stage's
-workers rely on to share the cores without changing the training thread's count."""
+"""torch's CPU thread count is per Python thread (OpenMP): what the cycle's frame writer and two chains rely on to
+share the cores without changing the training thread's count."""
 
 from __future__ import annotations
 
 import threading
 
 import torch
-from INRCardiacRegistrationLib.engine.threads import set_torch_threads, shared_thread_pool, torch_threads
+from INRCardiacRegistrationLib.engine.threads import set_torch_threads, torch_threads
 
 
 def test_a_threads_count_leaves_the_others_unchanged():
@@ -24,14 +24,6 @@ def test_a_threads_count_leaves_the_others_unchanged():
         seen["inside"] = torch.get_num_threads()
     assert seen == {"other": 1, "inside": 3}
     assert torch.get_num_threads() == before
-
-
-def test_shared_pool_gives_each_worker_its_share():
-    with torch_threads(4), shared_thread_pool(2, "test") as pool:
-        counts = list(pool.map(lambda _: torch.get_num_threads(), range(4)))
-    assert counts == [2, 2, 2, 2]
-    with torch_threads(1), shared_thread_pool(2, "test") as pool:
-        assert set(pool.map(lambda _: torch.get_num_threads(), range(4))) == {1}
 
 
 def test_a_new_threads_count_survives_other_threads_setting_theirs():

@@ -9,7 +9,6 @@ network on a whole grid or inverting a field scales well, so splitting the cores
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import torch
@@ -34,11 +33,3 @@ def torch_threads(count: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def shared_thread_pool(workers: int, name: str) -> ThreadPoolExecutor:
-    """A pool of ``workers`` threads, each given an equal share (at least 1) of the calling thread's torch
-    threads."""
-    each = max(1, torch.get_num_threads() // max(1, workers))
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name, initializer=set_torch_threads,
-                              initargs=(each,))

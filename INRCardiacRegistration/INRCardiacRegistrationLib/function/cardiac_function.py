@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..core.aha_segments import SEGMENT_NAMES
 from ..core.atomic_file import write_text_atomic
@@ -39,7 +38,6 @@ from ..cycle.inputs import read_cycle_inputs
 from ..cycle.run_folder import RunFolder, csv_text, finite_or_none
 from ..engine.displacement_map import DisplacementMap, SampledDisplacementMap
 from ..engine.registration_result import PairRegistration
-from ..engine.threads import shared_thread_pool
 from ..fileio.displacement_field import read_displacement_field
 from .basal_plane import BasalAnnulus, find_basal_annulus
 from .lv_frame import LeftVentricleFrame, estimate_lv_frame
@@ -287,7 +285,7 @@ def measure_function(run: RunFolder, blood_pool: Volume, myocardium: Volume, ref
     digests = {name: label.digest() for name, label in reference.carried_labels().items()}
 
     def measure(t: int) -> _FrameMeasures:
-        """Frame t's cavity and myocardium volumes, strain and segments (its own files only: run in threads)."""
+        """Frame t's cavity and myocardium volumes, strain and segments."""
         label = Volume.read(run.label_path(t), f"propagated myocardium of frame {t}")
         myocardium_t = volume_ml(label.array, label.geometry.spacing)
         if t == reference_frame:
@@ -312,8 +310,9 @@ def measure_function(run: RunFolder, blood_pool: Volume, myocardium: Volume, ref
         return _FrameMeasures(volume, myocardium_t, map_frame_strain(points, motion), warning,
                               "network (exact)" if motion is not field else "written field (central differences)")
 
-    with shared_thread_pool(min(2, torch.get_num_threads()), "function") as pool:
-        measures = list(pool.map(measure, finished))
+    # one frame after the other: ITK's HDF5 (the transform files) failed when read from worker threads, even one at a
+    # time ("no VOL object wrap context", seen on a fresh CI run); the costly inverse maps are the run's carried labels
+    measures = [measure(t) for t in finished]
     lv = [m.cavity_ml for m in measures]
     myocardium_ml = [m.myocardium_ml for m in measures]
     strain = [m.strain for m in measures if m.strain is not None]
