@@ -142,8 +142,7 @@ class _CycleRun:
     def __init__(self, inputs: CycleInputs, request: RunRequest, session: RunSession, overlap: bool = True,
                  carried: dict[str, Volume] | None = None) -> None:
         self.inputs = inputs
-        self.carried = {name: label.with_array(np.asarray(label.array), name=label.name)
-                        for name, label in (carried or {}).items()}
+        self.carried = dict(carried or {})
         for name, label in self.carried.items():
             if name not in CARRIED_LABELS:
                 raise InputError(f"unknown carried label {name!r}; one of {CARRIED_LABELS}")
@@ -192,7 +191,6 @@ class _CycleRun:
         self.tracking = _Tracking()
         self.clock = EtaClock()
         self.last_finished: int | None = None
-        self.records_now: dict[int, FrameRecord] = {}
         self.margin_warned = False
 
     @property
@@ -449,13 +447,13 @@ class _CycleRun:
         self.session.emit("frame_finished", frame=frame, done=done, frames=self.inputs.frame_count,
                           eta_s=self.eta_seconds(), **{k: v for k, v in record.metrics_row().items() if k != "frame"})
 
-    def chain_start(self, index: int, finished: int) -> PairRegistration | None:
+    def chain_start(self, index: int, finished: int, records: dict[int, FrameRecord]) -> PairRegistration | None:
         """The pair chain ``index`` warm-starts from after its first ``finished`` frames: the last of them, else
-        (second chain) the first pair of the run once it is finished, else None."""
+        (second chain) the first pair of the run once it is finished (in ``records``), else None."""
         chain = self.chains[index]
         if finished:
             source = chain[finished - 1]
-        elif index > 0 and self.order[0] in self.records_now:
+        elif index > 0 and self.order[0] in records:
             source = self.order[0]
         else:
             return None
@@ -473,13 +471,12 @@ class _CycleRun:
             for frame in chain[count:]:  # frames after a gap in their chain are redone: no longer finished
                 if records.pop(frame, None) is not None:
                     run.record_path(frame).unlink(missing_ok=True)
-        self.records_now = records
         if sequential:
             for frame in self.order[:done[0]]:
                 self.replay(frame)
             starts = [self.tracking.previous]
         else:
-            starts = [self.chain_start(index, count) for index, count in enumerate(done)]
+            starts = [self.chain_start(index, count, records) for index, count in enumerate(done)]
         todo = [chain[count:] for chain, count in zip(self.chains, done, strict=True)]
         self.untrained = {frame for frames in todo for frame in frames}
         self.session.emit("started", frames=inputs.frame_count, reference_frame=self.reference, order=self.order,

@@ -15,7 +15,6 @@ frame already handed over is still written, so that no trained frame is lost.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
@@ -28,9 +27,9 @@ class FrameFinisher(Generic[Record]):
     runs first on it) or inline; each result goes to ``on_written`` on the thread that ran the job.
 
     At most ``in_flight`` jobs wait or run at once: a submitter blocks until there is room (a writer slower than
-    training holds training back instead of piling frames up; :attr:`blocked_seconds` is how long submitters
-    waited). Once a job has failed, the jobs after it are skipped (a chain's later frame must not be recorded
-    while an earlier one is missing) and the failure is raised to the next submitter and at the end."""
+    training holds training back instead of piling frames up). Once a job has failed, the jobs after it are skipped
+    (a chain's later frame must not be recorded while an earlier one is missing) and the failure is raised to the
+    next submitter and at the end."""
 
     def __init__(self, overlap: bool, on_written: Callable[[Record], None],
                  thread_setup: Callable[[], None] | None = None, in_flight: int = 1,
@@ -44,7 +43,6 @@ class FrameFinisher(Generic[Record]):
         self.room = threading.Semaphore(max(1, in_flight))
         self.pending: list[Future] = []
         self.failure: BaseException | None = None
-        self.blocked_seconds = 0.0
 
     def _run(self, job: Callable[[], Record]) -> None:
         try:
@@ -61,10 +59,7 @@ class FrameFinisher(Generic[Record]):
         """Hand over a frame's finishing ``job`` (waiting for room). The first failure of an earlier job is raised
         here (the run must stop), and inline the job's own."""
         self.raise_failure()
-        started = time.perf_counter()
         self.room.acquire()
-        with self.lock:
-            self.blocked_seconds += time.perf_counter() - started
         if self.pool is None:
             with self.inline:  # one job at a time, whichever chain submits it
                 self._run(job)

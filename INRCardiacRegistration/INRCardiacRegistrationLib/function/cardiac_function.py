@@ -186,17 +186,6 @@ class CardiacFunction:
         return "\n".join(lines + [f"  note: {note}" for note in self.notes])
 
 
-@dataclass
-class _FrameMeasures:
-    """What :func:`measure_function` finds in one frame."""
-
-    cavity_ml: float
-    myocardium_ml: float
-    strain: FrameStrain | None
-    warning: str | None = None     # where phi^-1 did not converge for the cavity
-    strain_source: str = ""        # what the deformation gradient came from
-
-
 def _strain_motion(run: RunFolder, frame: int, sequential: bool, field: DisplacementMap) -> DisplacementMap:
     """The map strain is measured with: the frame's network when it maps the reference to this frame, else the
     written field."""
@@ -284,15 +273,17 @@ def measure_function(run: RunFolder, blood_pool: Volume, myocardium: Volume, ref
     as_bytes = reference.cavity_label
     digests = {name: label.digest() for name, label in reference.carried_labels().items()}
 
-    def measure(t: int) -> _FrameMeasures:
-        """Frame t's cavity and myocardium volumes, strain and segments."""
+    lv, myocardium_ml, strain, unresolved, sources = [], [], [], {}, set()
+    for t in finished:
         label = Volume.read(run.label_path(t), f"propagated myocardium of frame {t}")
-        myocardium_t = volume_ml(label.array, label.geometry.spacing)
+        myocardium_ml.append(volume_ml(label.array, label.geometry.spacing))
         if t == reference_frame:
+            lv.append(volume_ml(capped_cavity(cavity, grid, annulus), grid.spacing))
+            if points is not None:
+                strain.append(identity_strain(points))
             if segment_map is not None:
                 segment_map.write(run.segments_path(t))
-            return _FrameMeasures(volume_ml(capped_cavity(cavity, grid, annulus), grid.spacing), myocardium_t,
-                                  None if points is None else identity_strain(points))
+            continue
         field = SampledDisplacementMap(*read_displacement_field(run.transform_path(t)))
         record = run.read_frame_record(t)
         if record is not None and all(record.carried.get(name) == digest for name, digest in digests.items()):
@@ -304,20 +295,13 @@ def measure_function(run: RunFolder, blood_pool: Volume, myocardium: Volume, ref
             volume, warning, carried = carried_cavity_volume_ml(field, as_bytes, label.geometry, annulus, alongside)
             for segments in carried:
                 segments.write(run.segments_path(t))
-        if points is None:
-            return _FrameMeasures(volume, myocardium_t, None, warning)
-        motion = _strain_motion(run, t, sequential, field)
-        return _FrameMeasures(volume, myocardium_t, map_frame_strain(points, motion), warning,
-                              "network (exact)" if motion is not field else "written field (central differences)")
-
-    # one frame after the other: ITK's HDF5 (the transform files) failed when read from worker threads, even one at a
-    # time ("no VOL object wrap context", seen on a fresh CI run); the costly inverse maps are the run's carried labels
-    measures = [measure(t) for t in finished]
-    lv = [m.cavity_ml for m in measures]
-    myocardium_ml = [m.myocardium_ml for m in measures]
-    strain = [m.strain for m in measures if m.strain is not None]
-    unresolved = {t: m.warning for t, m in zip(finished, measures, strict=True) if m.warning}
-    sources = {m.strain_source for m in measures if m.strain_source}
+        lv.append(volume)
+        if warning:
+            unresolved[t] = warning
+        if points is not None:
+            motion = _strain_motion(run, t, sequential, field)
+            sources.add("network (exact)" if motion is not field else "written field (central differences)")
+            strain.append(map_frame_strain(points, motion))
     if unresolved:
         notes.append(f"the inverse map did not converge everywhere in {len(unresolved)} frame(s) (frames "
                      f"{', '.join(map(str, unresolved))}): the cavity volume is uncertain by those voxels; first: "
