@@ -36,3 +36,19 @@ def test_two_chains_reporting_in_turn_move_the_bar_forward_only():
     assert seen == sorted(seen) and seen[-1] == 300
     bar({"event": "frame_finished", "frame": 9, "done": 2, "frames": 3})
     assert bar.bar.n == 300
+
+
+def test_finished_frames_and_resumed_pairs_are_printed(capsys):
+    """A finished frame's line shows the sub-voxel HD95 (the voxel one only when that is missing); a pair that goes
+    on from its saved state says from which iteration."""
+    from INRCardiacRegistrationLib.cli.terminal import frame_line
+
+    event = {"frame": 3, "done": 4, "frames": 20, "dice": 0.951, "hd95_mm": 1.75, "hd95_subvoxel_mm": 0.62,
+             "tre_mm": 0.41, "seconds": 9.1}
+    assert frame_line(event) == "frame 3 done (4/20), Dice 0.951, HD95 sub-voxel 0.62 mm, TRE 0.41 mm, Time 9.1 s"
+    old = {**event, "hd95_subvoxel_mm": None}
+    assert frame_line(old) == "frame 3 done (4/20), Dice 0.951, HD95 1.75 mm, TRE 0.41 mm, Time 9.1 s"
+    bar = TerminalProgress(quiet=False)
+    bar({"event": "started", "iterations_total": 300, "todo": [1]})
+    bar({"event": "frame_resumed", "frame": 1, "iteration": 182, "iterations": 300})
+    assert "frame 1: going on from iteration 182 of 300" in capsys.readouterr().err

@@ -18,6 +18,7 @@ import SimpleITK as sitk
 from helpers import register_argv, run_sampling_mask_and_region
 from INRCardiacRegistrationLib.cli.main import main
 from INRCardiacRegistrationLib.core.metrics import dice
+from INRCardiacRegistrationLib.core.surface_distance import surface_distances
 from INRCardiacRegistrationLib.core.vocabulary import METRIC_COLUMNS
 from INRCardiacRegistrationLib.cycle.driver import processing_order
 from INRCardiacRegistrationLib.cycle.run_folder import RunFolder
@@ -89,7 +90,8 @@ def test_run_folder_is_complete(finished_run, tiny_phantom):
     assert run.report_png.is_file() and run.summary_txt.is_file()
     assert not list(run.root.rglob(".tmp-*")) and not run.cancel_path.exists() and run.lock_path.read_text() == ""
     header = run.metrics_csv.read_text().splitlines()[0].split(",")
-    assert header[:7] == ["frame", "dice", "hd95_mm", "tre_mm", "negative_jacobian_pct", "final_loss", "seconds"]
+    assert header[:9] == ["frame", "dice", "hd95_mm", "hd95_subvoxel_mm", "mean_surface_mm", "tre_mm",
+                          "negative_jacobian_pct", "final_loss", "seconds"]
     assert tuple(header) == METRIC_COLUMNS
     events = [e["event"] for e in run.read_events()]
     assert events[0] == "started" and events[-1] == "finished" and events.count("frame_finished") == 3
@@ -112,7 +114,13 @@ def test_registration_improves_on_the_identity(finished_run, tiny_phantom):
         assert rows[t]["tre_mm"] < unmoved_tre
         propagated = sitk.GetArrayFromImage(sitk.ReadImage(str(finished_run.label_path(t))))
         assert dice(propagated > 0, own) == pytest.approx(rows[t]["dice"], abs=1e-6)
-    assert rows[0]["dice"] == 1.0 and rows[0]["hd95_mm"] == 0.0
+        measured = surface_distances(propagated > 0, own, tiny_phantom.labels[t].geometry)
+        assert (rows[t]["hd95_subvoxel_mm"], rows[t]["mean_surface_mm"]) == pytest.approx(
+            (measured.hd95_mm, measured.mean_mm), abs=1e-5)  # metrics.csv keeps 6 significant digits
+        assert 0 < rows[t]["mean_surface_mm"] < rows[t]["hd95_subvoxel_mm"]
+    assert rows[0]["dice"] == 1.0 and rows[0]["hd95_mm"] == 0.0 and rows[0]["hd95_subvoxel_mm"] == 0.0
+    # the voxel HD95 moves in steps of the 3.5 mm voxels; the sub-voxel one does not
+    assert len({rows[t]["hd95_subvoxel_mm"] for t in (1, 2, 3)}) == 3
 
 
 def assert_simpleitk_reproduces_trajectories(run: RunFolder, reference_landmarks: np.ndarray) -> None:
@@ -178,16 +186,23 @@ def test_resume_after_sigkill_gives_the_uninterrupted_results(finished_run, tiny
     assert info["status"] == "finished" and info["resumed"] == 1
 
 
+def stopped_while_frame_2_trains(phantom, out: Path, signal_number: int) -> RunFolder:
+    """Start the worker on the tiny phantom, send ``signal_number`` once frame 2 trains; it must end cancelled
+    (exit 130)."""
+    run = RunFolder(out)
+    process = worker(register_argv(phantom, out, "--quiet", "--no-report"))
+    wait_for_event(run, process, lambda e: e["event"] == "iteration" and e["frame"] == 2)
+    process.send_signal(signal_number)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    return run
+
+
 @pytest.mark.slow
 def test_sigterm_cancels_cleanly(tiny_phantom, tmp_path):
     """Acceptance 3: SIGTERM mid-frame ends with exit 130, a 'cancelled' event and only complete frames."""
     out = tmp_path / "cancelled"
-    run = RunFolder(out)
-    process = worker(register_argv(tiny_phantom, out, "--quiet", "--no-report"))
-    wait_for_event(run, process, lambda e: e["event"] == "iteration" and e["frame"] == 2)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
+    run = stopped_while_frame_2_trains(tiny_phantom, out, signal.SIGTERM)
     events = run.read_events()
     assert events[-1]["event"] == "cancelled"
     assert run.read_run_info()["status"] == "cancelled"
@@ -340,6 +355,64 @@ def test_sequential_run_that_failed_resumes_to_the_uninterrupted_result(tiny_pha
         ours, _ = read_displacement_field(broken.transform_path(t))
         theirs, _ = read_displacement_field(whole.run.transform_path(t))
         assert np.array_equal(ours, theirs), f"frame {t} transform differs"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("mode", "frame", "stop_at"), [("non-sequential", 3, 40), ("sequential", 0, 10)])
+def test_a_frame_stopped_part_way_goes_on_from_its_saved_state(tiny_phantom, tmp_path, mode, frame, stop_at):
+    """Acceptance 2 (issue 18): a cancel in the middle of a pair saves its training state; the resumed run goes on
+    from that iteration (no iteration before it is trained again) and ends with the uninterrupted run's metrics and
+    transforms. Reference 2: the first pair (3, from scratch, 60 iterations) and a warm-started one (sequential
+    step 3 -> 0, 30 iterations)."""
+    import threading
+
+    from INRCardiacRegistrationLib.cycle.driver import register_cycle
+
+    inputs, config = _api_inputs(tiny_phantom, 2), _api_config(mode, 2)
+    whole = register_cycle(inputs, config, tmp_path / "whole")
+    cancel = threading.Event()
+
+    def stop(event: dict) -> None:
+        if event["event"] == "iteration" and event["frame"] == frame and event["iteration"] >= stop_at:
+            cancel.set()
+
+    stopped = register_cycle(inputs, config, tmp_path / "stopped", progress=stop, cancel=cancel)
+    assert stopped.status == "cancelled"
+    run = stopped.run
+    saved = [e for e in run.read_events() if e["event"] == "state_saved"]
+    assert [(e["frame"], e["iteration"]) for e in saved] == [(frame, stop_at)]
+    assert run.training_state_path(frame).is_file() and frame not in run.finished_records(4)
+    events = []
+    resumed = register_cycle(inputs, config, run.root, resume=True, progress=events.append)
+    assert resumed.status == "finished"
+    assert [(e["frame"], e["iteration"]) for e in events if e["event"] == "frame_resumed"] == [(frame, stop_at)]
+    trained = [e["iteration"] for e in events if e["event"] == "iteration" and e["frame"] == frame]
+    assert trained and min(trained) > stop_at  # nothing before the stop is trained again
+    assert metric_rows_without_time(run) == metric_rows_without_time(whole.run)
+    for t in range(4):
+        ours, _ = read_displacement_field(run.transform_path(t))
+        theirs, _ = read_displacement_field(whole.run.transform_path(t))
+        assert np.array_equal(ours, theirs), f"frame {t} transform differs"
+    assert not list((run.root / "checkpoints").glob("*.partial.pt"))  # finished frames keep no training state
+
+
+@pytest.mark.slow
+def test_sigint_mid_frame_then_resume_trains_only_what_was_left(finished_run, tiny_phantom, tmp_path):
+    """Acceptance 2 (issue 18) from the command line: SIGINT while frame 2 trains (exit 130) saves its state;
+    ``--resume`` goes on from it and ends with every metric (but time) of the uninterrupted run."""
+    out = tmp_path / "interrupted"
+    run = stopped_while_frame_2_trains(tiny_phantom, out, signal.SIGINT)
+    saved = [e for e in run.read_events() if e["event"] == "state_saved"]
+    assert [e["frame"] for e in saved] == [2] and run.training_state_path(2).is_file()
+    first = len(run.read_events())
+    resumed = worker(["register", "--out", str(out), "--resume", "--quiet", "--no-report"])
+    _, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr
+    after = run.read_events()[first:]
+    assert [(e["frame"], e["iteration"]) for e in after if e["event"] == "frame_resumed"] == [
+        (2, saved[0]["iteration"])]
+    assert min(e["iteration"] for e in after if e["event"] == "iteration" and e["frame"] == 2) > saved[0]["iteration"]
+    assert metric_rows_without_time(run) == metric_rows_without_time(finished_run)
 
 
 @pytest.mark.slow

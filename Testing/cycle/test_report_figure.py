@@ -7,9 +7,9 @@ import pytest
 from INRCardiacRegistrationLib.core.geometry import Geometry
 from INRCardiacRegistrationLib.core.volume import Volume
 from INRCardiacRegistrationLib.cycle.report_data import read_run_data
-from INRCardiacRegistrationLib.cycle.report_figure import _overlay_choice, _views, write_report
+from INRCardiacRegistrationLib.cycle.report_figure import _overlay_choice, _surface_values, _views, write_report
 from INRCardiacRegistrationLib.cycle.run_folder import RunFolder
-from synthetic_run import FRAMES, GEOMETRY, REFERENCE, centre, image, make_run, shell, trajectories
+from synthetic_run import FRAMES, GEOMETRY, HD95, REFERENCE, centre, image, make_run, shell, trajectories
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def _check_png(path, minimum=(400, 600)):
 
 
 def test_report_of_a_finished_run(tmp_path, frames, own_labels):
-    run = make_run(tmp_path / "run", list(range(FRAMES)))
+    run = make_run(tmp_path / "run", list(range(FRAMES)), subvoxel=True)
     path = write_report(run, frames=frames, frame_labels=own_labels, annotated=trajectories(list(range(FRAMES))))
     assert path == run.report_png
     _check_png(path, minimum=(1200, 1200))
@@ -79,3 +79,17 @@ def test_slices_are_shown_the_radiological_way(direction):
     assert tuple(where["axial"]) == (0, shapes["axial"][1] - 1)
     assert tuple(where["coronal"]) == (0, shapes["coronal"][1] - 1)
     assert tuple(where["sagittal"]) == (0, 0)
+
+
+def test_the_surface_panel_shows_sub_voxel_distances_and_the_voxel_range(tmp_path):
+    """The HD95 panel plots the sub-voxel HD95 with the mean surface distance, and gives the voxel HD95's range
+    (steps of the spacing) in its title; a run from before the sub-voxel distances shows the voxel HD95 and says so."""
+    data = read_run_data(make_run(tmp_path / "new", list(range(FRAMES)), subvoxel=True))
+    values, extra, label, title = _surface_values(data, data.series("hd95_mm"), "HD95")
+    assert values.tolist() == pytest.approx([0.4 * HD95[t] for t in range(FRAMES)])
+    assert [more.tolist() for more, _, _ in extra] == [pytest.approx([0.15 * HD95[t] for t in range(FRAMES)])]
+    others = [HD95[t] for t in range(FRAMES) if t != REFERENCE]
+    assert label == "HD95" and f"{min(others):.2f}-{max(others):.2f} mm" in title
+    old = read_run_data(make_run(tmp_path / "old", list(range(FRAMES))))
+    values, extra, label, title = _surface_values(old, old.series("hd95_mm"), "HD95")
+    assert values.tolist() == [HD95[t] for t in range(FRAMES)] and not extra and "voxel contours only" in title

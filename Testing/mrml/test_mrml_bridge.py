@@ -58,10 +58,14 @@ def test_imported_run_matches_the_worker_files(worker_run):
     assert table.GetNumberOfRows() == 4
     for r, row in enumerate(rows):
         assert int(table.GetCellText(r, table.GetColumnIndex("frame"))) == row["frame"]
-        for name in ("dice", "hd95_mm", "tre_mm"):
+        for name in ("dice", "hd95_mm", "hd95_subvoxel_mm", "mean_surface_mm", "tre_mm"):
             value = float(table.GetCellText(r, table.GetColumnIndex(name)))
             assert value == pytest.approx(row[name], rel=1e-5, abs=1e-9) or (np.isnan(value) and np.isnan(row[name]))
     assert set(nodes.charts) == {"dice", "hd95_mm", "tre_mm"}
+    surface = nodes.charts["hd95_mm"]
+    assert surface.GetTitle() == "Surface distance per phase"
+    assert [surface.GetNthPlotSeriesNode(n).GetYColumnName() for n in range(surface.GetNumberOfPlotSeriesNodes())] \
+        == ["hd95_subvoxel_mm", "mean_surface_mm", "hd95_mm"]
     assert len(nodes.curves) == len(read_markups_json(worker_run.landmarks_path(0))) \
         and nodes.curves[0].GetNumberOfControlPoints() == 4
 

@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..core.masks import label_mask, sampling_mask
     from ..core.metrics import dice, hd95_mm, negative_jacobian_percent
+    from ..core.surface_distance import surface_distances
     from ..core.volume import Volume
     from ..engine.pair_registration import RegistrationProgress, register_pair
 
@@ -113,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
             summary["dice_before"] = dice(fixed_label.array, moving_label.array)
             summary["dice"] = dice(propagated.array, moving_label.array)
             summary["hd95_mm"] = hd95_mm(propagated.array, moving_label.array, moving.geometry)
+            surfaces = surface_distances(propagated.array, moving_label.array, moving.geometry)
+            summary["hd95_subvoxel_mm"], summary["mean_surface_mm"] = surfaces.hd95_mm, surfaces.mean_mm
     if truth is not None:
         points = fixed.geometry.index_to_physical(np.argwhere(fixed_label.array)[:, ::-1])
         summary["true_error_before_mm"] = float(np.mean(np.linalg.norm(truth.phi(points) - points, axis=1)))

@@ -117,7 +117,11 @@ METRICS: tuple[Metric, ...] = (
     Metric("dice", "Dice", "", ".3f", "Dice of the reference myocardium propagated to frame t against frame t's own "
            "label", higher_is_better=True),
     Metric("hd95_mm", "HD95", "mm", ".2f", "95th percentile of the symmetric surface distance between the "
-           "propagated and the own myocardium of frame t"),
+           "propagated and the own myocardium of frame t (voxel contours: in steps of the spacing)"),
+    Metric("hd95_subvoxel_mm", "HD95 sub-voxel", "mm", ".2f", "the same on smooth sub-voxel surfaces "
+           "(core/surface_distance.py: not quantised to the spacing)"),
+    Metric("mean_surface_mm", "Mean surface distance", "mm", ".2f", "area-weighted mean distance between the "
+           "sub-voxel surfaces of the propagated and the own myocardium of frame t"),
     Metric("tre_mm", "TRE", "mm", ".2f", "mean distance of the tracked landmarks to their annotated positions in "
            "frame t"),
     Metric("negative_jacobian_pct", "Folding", "%", ".4f", "share of the reference sampling-mask voxels where "

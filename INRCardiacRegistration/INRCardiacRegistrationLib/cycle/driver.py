@@ -14,8 +14,9 @@ cycle is periodic), each network warm-started from the previous one (the paper: 
 pair, 1000 after). With ``chains`` 2 (non-sequential) the second half of that order runs backwards from K-1 as a
 second chain at the same time, its first pair warm-started from the first pair of the run. Every frame is seeded
 with ``seed + t`` and trained with a torch thread count fixed by its place (the first pair: all threads), so a
-resumed run (which reloads the previous frame's checkpoint and, in sequential mode, replays the finished steps)
-ends with the same results as an uninterrupted one on the same device and machine.
+resumed run (which reloads the previous frame's checkpoint and, in sequential mode, replays the finished steps;
+a pair stopped part-way goes on from the training state it saved: :mod:`..engine.training_state`) ends with the
+same results as an uninterrupted one on the same device and machine.
 
 Per frame the run folder (:mod:`run_folder`) receives the transform (ITK displacement field on the field grid:
 the reference grid cropped to the sampling mask and landmarks plus a margin, or the whole reference grid, and
@@ -52,6 +53,7 @@ from ..engine.displacement_map import InverseNotConverged, SampledDisplacementMa
 from ..engine.pair_registration import RegistrationCancelled, RegistrationProgress, register_pair
 from ..engine.registration_result import PairRegistration
 from ..engine.threads import set_torch_threads, torch_threads
+from ..engine.training_state import PairTrainingState, StaleTrainingState
 from ..fileio.displacement_field import write_displacement_field
 from ..fileio.landmarks import Landmarks, Trajectories, read_markups_json, write_markups_json, write_trajectories_csv
 from .eta import EtaClock
@@ -62,6 +64,10 @@ from .inputs import CycleInputs
 from .request import CycleConfig, RunRequest, option_name
 from .run_folder import CARRIED_LABELS, FrameRecord, RunFolder
 from .run_session import RunSession
+
+# How often a pair in training saves its state (and on cancel): a crash loses at most this much of a pair's training.
+# One save of the paper's network with Adam's moments is about 1 MB and milliseconds.
+TRAINING_STATE_EVERY_S = 30.0
 
 
 class CycleFailed(RuntimeError):
@@ -190,6 +196,7 @@ class _CycleRun:
         self.mask_nodes = local[:, 0] + size[0] * (local[:, 1] + size[1] * local[:, 2])
         self.tracking = _Tracking()
         self.clock = EtaClock()
+        self.save_every_s = TRAINING_STATE_EVERY_S
         self.last_finished: int | None = None
         self.margin_warned = False
 
@@ -340,15 +347,32 @@ class _CycleRun:
             self.session.emit("iteration", frame=frame, iteration=event.iteration, iterations=event.iterations,
                               loss=event.loss, eta_s=self.eta_seconds())
 
+        state_path = self.run.training_state_path(frame)
+
+        def save_state(state: PairTrainingState) -> None:
+            state.save(state_path)
+            self.session.emit("state_saved", frame=frame, iteration=state.iteration)
+
+        def train(resume_from: PairTrainingState | None) -> PairRegistration:
+            if resume_from is not None:
+                self.session.emit("frame_resumed", frame=frame, iteration=resume_from.iteration,
+                                  iterations=config.iterations)
+            return register_pair(inputs.frames[fixed], inputs.frames[frame], config=config,
+                                 fixed_label=inputs.myocardium.get(fixed), moving_label=inputs.myocardium.get(frame),
+                                 mask=mask, blood_pool=inputs.blood_pool if fixed == self.reference else None,
+                                 initial=initial, coordinates=self.coordinates, progress=on_progress,
+                                 cancel=self.stop_requested, resume_from=resume_from, save_state=save_state,
+                                 save_every_s=self.save_every_s)
+
         threads = self.threads if frame == self.order[0] else self.warm_start_threads  # the same on resume
         try:
             with torch_threads(threads):
-                result = register_pair(inputs.frames[fixed], inputs.frames[frame], config=config,
-                                       fixed_label=inputs.myocardium.get(fixed),
-                                       moving_label=inputs.myocardium.get(frame), mask=mask,
-                                       blood_pool=inputs.blood_pool if fixed == self.reference else None,
-                                       initial=initial, coordinates=self.coordinates, progress=on_progress,
-                                       cancel=self.stop_requested)
+                saved = self.saved_state(frame)
+                try:
+                    result = train(saved)
+                except StaleTrainingState as stale:  # made before the inputs or the warm start changed
+                    self.session.emit("warning", frame=frame, text=f"frame {frame} starts over: {stale}")
+                    result = train(None)
         finally:
             with self.lock:
                 clock.running.pop(frame, None)
@@ -360,6 +384,18 @@ class _CycleRun:
                 clock.warm_used += len(result.loss_history)
             self.untrained.discard(frame)
         return result
+
+    def saved_state(self, frame: int) -> PairTrainingState | None:
+        """The state ``frame``'s pair saved when it was stopped, if any (an unreadable one is reported and
+        ignored: the pair starts over)."""
+        path = self.run.training_state_path(frame)
+        if not path.exists():
+            return None
+        try:
+            return PairTrainingState.load(path)
+        except InputError as error:
+            self.session.emit("warning", frame=frame, text=f"frame {frame} starts over: {error}")
+            return None
 
     def run_chain(self, frames: list[int], initial: PairRegistration | None,
                   finisher: FrameFinisher) -> PairRegistration | None:
@@ -416,6 +452,7 @@ class _CycleRun:
         record, field_map = self.write_frame(frame, displacement, result, f"{self.pair_for(frame)}->{frame}",
                                              result.seconds + time.perf_counter() - started)
         self.carry_mask(frame, field_map)
+        self.run.training_state_path(frame).unlink(missing_ok=True)
         return record
 
     def replay(self, frame: int) -> None:
@@ -471,6 +508,8 @@ class _CycleRun:
             for frame in chain[count:]:  # frames after a gap in their chain are redone: no longer finished
                 if records.pop(frame, None) is not None:
                     run.record_path(frame).unlink(missing_ok=True)
+        for frame in records:  # a finished frame's pair needs no training state (left by a crash after its record)
+            run.training_state_path(frame).unlink(missing_ok=True)
         if sequential:
             for frame in self.order[:done[0]]:
                 self.replay(frame)

@@ -1,6 +1,7 @@
 """A finished frame's record: its metrics against the frame's own label and annotated landmarks (no torch).
 
-Dice and HD95 compare the reference myocardium propagated to frame t with frame t's own label (when it has one);
+Dice, HD95 (voxel and sub-voxel) and the mean surface distance compare the reference myocardium propagated to frame
+t with frame t's own label (when it has one);
 TRE is the mean distance of the tracked landmarks to their annotated positions in frame t (when annotated).
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.metrics import dice, hd95_mm, negative_jacobian_percent, target_registration_errors_mm
+from ..core.surface_distance import surface_distances
 from .inputs import CycleInputs
 from .run_folder import FrameRecord
 
@@ -35,6 +37,8 @@ def frame_record(inputs: CycleInputs, frame: int, propagated: np.ndarray, landma
         own = inputs.myocardium[frame].array
         record.dice = dice(propagated, own)
         record.hd95_mm = hd95_mm(propagated, own, inputs.frames[frame].geometry)
+        surfaces = surface_distances(propagated, own, inputs.frames[frame].geometry)
+        record.hd95_subvoxel_mm, record.mean_surface_mm = surfaces.hd95_mm, surfaces.mean_mm
     errors = landmark_errors_mm(inputs, frame, landmarks_lps)
     if errors:
         record.landmark_errors_mm = errors

@@ -25,19 +25,23 @@ from ..fileio.landmarks import Trajectories
 from .report_data import RunData, frame_list, mean_displacement, read_run_data, trajectory_error
 from .run_folder import RunFolder
 
-PROPAGATED_COLOUR = "#ffd400"  # the reference myocardium carried into frame t (yellow)
-OWN_COLOUR = "#00e5ff"         # frame t's own myocardium (cyan)
+# on the slices: the frame's own myocardium as a translucent cyan area, the propagated one as a yellow contour on
+# top, so that agreement reads as a yellow line on the edge of the cyan area (no two lines blending into a third
+# colour)
+PROPAGATED_COLOUR = "#ffd400"  # the reference myocardium carried into frame t (yellow contour)
+OWN_COLOUR = "#00e5ff"         # frame t's own myocardium (cyan area)
+OWN_ALPHA = 0.35
 OVERLAY_FRAMES = 4             # columns of overlay slices: reference, worst, and others spread over the cycle
 CROP_MARGIN_MM = 20.0          # overlay slices show the reference myocardium's box plus this margin
-MAX_NAMED_LANDMARKS = 6
 # display convention per plane: (LPS component increasing to the right, its sign,
 #                                LPS component increasing downwards, its sign)
 _PLANE_DISPLAY = {"axial": (0, 1, 1, 1), "coronal": (0, 1, 2, -1), "sagittal": (1, 1, 2, -1)}
 _PLANE_ORDER = ("axial", "coronal", "sagittal")
 # the metric panels, one per tracking metric: what the title says after the metric's title, and the curve's colour
 _PANELS = {"dice": ("of the propagated myocardium", "#1f77b4"),
-           "hd95_mm": ("of the propagated myocardium (95 % Hausdorff distance)", "#d62728"),
+           "hd95_mm": ("and mean surface distance of the propagated myocardium to the frame's own", "#d62728"),
            "tre_mm": ("of the tracked landmarks", "#2ca02c")}
+MEAN_SURFACE_COLOUR = "#ff7f0e"
 
 
 # --- the figure: metric curves ------------------------------------------------------------------------
@@ -54,11 +58,16 @@ def _plot_metrics(figure, grid, data: RunData, annotated: Trajectories | None) -
         title = f"{entry.title} {what}"
         if row == 0:
             title += f" ({len(data.rows)} of {data.frames} frames finished)"
-        values, comparison = data.series(column), None
+        values, comparison, extra, label = data.series(column), None, [], "this run"
         if column == "tre_mm":
             values, title = _tre_values(data, annotated, values, title)
             comparison = mean_displacement(annotated, data.reference, data.predicted)
-        _plot_metric(ax, data, values, entry, title, colour, comparison, "without registration (annotated motion)")
+        if column == "hd95_mm":
+            values, extra, label, title = _surface_values(data, values, title)
+        _plot_metric(ax, data, values, entry, title, colour, comparison, "without registration (annotated motion)",
+                     extra, label)
+        if extra:
+            ax.set_ylabel("surface distance (mm)", fontsize=9)
         if row == len(TRACKING_METRICS) - 1:
             ax.set_xlabel("phase (% of the cardiac cycle)", fontsize=9)
 
@@ -76,8 +85,27 @@ def _tre_values(data: RunData, annotated: Trajectories | None, values: np.ndarra
     return values, title
 
 
+def _surface_values(data: RunData, voxel: np.ndarray, title: str) -> tuple[np.ndarray, list, str, str]:
+    """The HD95 panel: the sub-voxel HD95 (:mod:`..core.surface_distance`), with the mean surface distance and the
+    voxel HD95 (in steps of the spacing) as further curves; a run from before the sub-voxel distances shows the
+    voxel HD95 only, and says so."""
+    subvoxel = data.series("hd95_subvoxel_mm")
+    if not np.isfinite(subvoxel).any():
+        return voxel, [], "this run (voxel contours)", title + "\n(voxel contours only: steps of the spacing)"
+    extra = [(data.series("mean_surface_mm"), f"{metric('mean_surface_mm').title}",
+              {"color": MEAN_SURFACE_COLOUR, "marker": "s", "markersize": 3, "linewidth": 1.2})]
+    others = voxel[[t for t in range(data.frames) if t != data.reference]]
+    others = others[np.isfinite(others)]
+    if others.size:
+        spread = (f"{others.min():.2f} mm in every frame" if others.min() == others.max() else
+                  f"{others.min():.2f}-{others.max():.2f} mm")
+        title += f"\non sub-voxel surfaces (on voxel contours, hd95_mm: {spread})"
+    return subvoxel, extra, "HD95", title
+
+
 def _plot_metric(ax, data: RunData, values: np.ndarray, entry: Metric, title: str, colour: str,
-                 comparison: dict[int, float] | None = None, comparison_label: str = "") -> None:
+                 comparison: dict[int, float] | None = None, comparison_label: str = "",
+                 extra: list | None = None, label: str = "this run") -> None:
     phases = data.phase(np.arange(data.frames))
     ax.axvline(float(data.phase(data.reference)), color="0.45", linestyle=":", linewidth=1.2,
                label=f"reference (frame {data.reference})")
@@ -85,9 +113,12 @@ def _plot_metric(ax, data: RunData, values: np.ndarray, entry: Metric, title: st
         frames = sorted(t for t in comparison if 0 <= t < data.frames)
         ax.plot(data.phase(np.array(frames)), [comparison[t] for t in frames], color="0.35", linestyle="--",
                 linewidth=1.2, label=comparison_label)
+    for more, more_label, style in extra or []:
+        if np.isfinite(more).any():
+            ax.plot(phases, more, label=more_label, **style)
     finite = np.isfinite(values)
     if finite.any():
-        ax.plot(phases, values, color=colour, marker="o", markersize=4, linewidth=1.5, label="this run")
+        ax.plot(phases, values, color=colour, marker="o", markersize=4, linewidth=1.5, label=label, zorder=3)
     else:
         title += ": no values yet"
     missing = data.missing
@@ -104,76 +135,76 @@ def _plot_metric(ax, data: RunData, values: np.ndarray, entry: Metric, title: st
 
 
 # --- the figure: landmark paths -----------------------------------------------------------------------
-def _direction_text(vector: np.ndarray) -> str:
-    """``0.71 L + 0.50 A``: an LPS unit vector in words (components below 0.1 left out)."""
-    names = (("L", "R"), ("P", "A"), ("S", "I"))
-    parts = [f"{abs(c):.2f} {names[axis][0 if c > 0 else 1]}" for axis, c in enumerate(vector) if abs(c) >= 0.1]
-    return " + ".join(parts)
+# The paths are drawn in the three anatomical views, oriented as the overlay slices: (view, horizontal LPS component
+# and sign, its axis text, vertical LPS component and sign, its axis text). Positions relative to the mean of all.
+_PATH_VIEWS = (("axial, from the feet", 0, 1, "right  <- mm ->  left", 1, -1, "posterior  <- mm ->  anterior"),
+               ("coronal, from the front", 0, 1, "right  <- mm ->  left", 2, 1, "inferior  <- mm ->  superior"),
+               ("sagittal, from the left", 1, 1, "anterior  <- mm ->  posterior", 2, 1,
+                "inferior  <- mm ->  superior"))
+MAX_COLOURED_LANDMARKS = 10  # the landmarks that move most get a colour and a legend entry; the others are grey
 
 
-def _plot_paths(ax, data: RunData, annotated: Trajectories | None) -> None:
+def _plot_paths(figure, grid, data: RunData, annotated: Trajectories | None) -> None:
+    """Landmark paths over the cycle in the axial, coronal and sagittal views (``grid``: a subgridspec, views in
+    its first row, the legend in its second). Names are in the legend (colour = landmark), never on the plot."""
     sets = [(name, t) for name, t in (("predicted", data.predicted), ("annotated", annotated)) if t is not None]
+    axes = [figure.add_subplot(grid[0, column]) for column in range(len(_PATH_VIEWS))]
+    legend_axis = figure.add_subplot(grid[1, :])
+    legend_axis.axis("off")
     if not sets:
-        ax.text(0.5, 0.5, "no landmark trajectories", ha="center", va="center", transform=ax.transAxes)
-        ax.set_title("Landmark paths: none (no landmark_trajectories.csv, no annotation)", fontsize=10)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        for ax in axes:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[1].set_title("Landmark paths: none (no landmark_trajectories.csv, no annotation)", fontsize=10)
         return
     from matplotlib.lines import Line2D
 
-    everything = np.concatenate([t.points_lps.reshape(-1, 3) for _, t in sets])
-    centre = everything.mean(axis=0)
-    _, _, vt = np.linalg.svd(everything - centre, full_matrices=False)
-    axes = np.zeros((2, 3))
-    axes[: min(2, vt.shape[0])] = vt[:2]
-    for row in range(2):  # deterministic signs; a degenerate cloud gets a fixed direction
-        if not np.any(axes[row]):
-            axes[row, row] = 1.0
-        axes[row] *= np.sign(axes[row][np.argmax(np.abs(axes[row]))])
+    centre = np.concatenate([t.points_lps.reshape(-1, 3) for _, t in sets]).mean(axis=0)
     labels: list[str] = []
     for _, trajectories in sets:
         labels.extend(label for label in trajectories.labels if label not in labels)
-    cmap = _colormap("tab10")
-    colours = {label: cmap(n % cmap.N) for n, label in enumerate(labels)}
     excursion = dict.fromkeys(labels, 0.0)
-    anchor: dict[str, np.ndarray] = {}
+    paths: list[tuple[str, str, np.ndarray, int]] = []  # (set, label, (F, 3) LPS relative to the centre, start)
     for name, trajectories in sets:
-        predicted = name == "predicted"
         order = np.argsort(trajectories.frames)
         frames = [trajectories.frames[i] for i in order]
-        points = (trajectories.points_lps[order] - centre) @ axes.T  # (F, N, 2), frames in cycle order
+        points = trajectories.points_lps[order] - centre  # (F, N, 3), frames in cycle order
         start = frames.index(data.reference) if data.reference in frames else 0
         for n, label in enumerate(trajectories.labels):
-            path = points[:, n]
-            if predicted:
-                ax.plot(path[:, 0], path[:, 1], color=colours[label], linewidth=1.4, marker=".", markersize=3.5,
-                        zorder=3)
+            paths.append((name, label, points[:, n], start))
+            excursion[label] = max(excursion[label], float(np.linalg.norm(points[:, n] - points[start, n],
+                                                                          axis=1).max()))
+    coloured = sorted(labels, key=lambda label: -excursion[label])[:MAX_COLOURED_LANDMARKS]
+    cmap = _colormap("tab10")
+    colours = {label: cmap(n % cmap.N) for n, label in enumerate(coloured)}
+    for ax, (view, h, h_sign, h_text, v, v_sign, v_text) in zip(axes, _PATH_VIEWS, strict=True):
+        for name, label, path, start in paths:
+            x, y = h_sign * path[:, h], v_sign * path[:, v]
+            if name == "predicted":
+                ax.plot(x, y, color=colours.get(label, "0.7"), linewidth=1.4, marker=".", markersize=3, zorder=3)
             else:
-                ax.plot(path[:, 0], path[:, 1], color="black", linewidth=0.9, linestyle="--", zorder=2)
-            ax.plot(path[start, 0], path[start, 1], "o", color="black", markersize=3.5, zorder=4)
-            excursion[label] = max(excursion[label], float(np.linalg.norm(path - path[start], axis=1).max()))
-            anchor.setdefault(label, path[start])
-    named = sorted(labels, key=lambda label: -excursion[label])[:MAX_NAMED_LANDMARKS]
-    for label in named:
-        ax.annotate(label, anchor[label], xytext=(5, 5), textcoords="offset points", fontsize=8, color="black",
-                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.7})
-    handles = []
+                ax.plot(x, y, color="black", linewidth=0.8, linestyle="--", zorder=2)
+            ax.plot(x[start], y[start], "o", color="black", markersize=3, zorder=4)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+        ax.set_title(view, fontsize=9)
+        ax.set_xlabel(h_text, fontsize=8)
+        ax.set_ylabel(v_text, fontsize=8)
+    handles = [Line2D([], [], color=colours[label], linewidth=2, label=label) for label in coloured]
+    if len(labels) > len(coloured):
+        handles.append(Line2D([], [], color="0.7", linewidth=2,
+                              label=f"{len(labels) - len(coloured)} others (moving least)"))
     if data.predicted is not None:
-        handles.append(Line2D([], [], color="tab:blue", marker=".", label="predicted (this run; colour = landmark)"))
+        handles.append(Line2D([], [], color="0.3", marker=".", linewidth=1.4, label="tracked (this run)"))
     if annotated is not None:
-        handles.append(Line2D([], [], color="black", linestyle="--", linewidth=0.9, label="annotated"))
+        handles.append(Line2D([], [], color="black", linestyle="--", linewidth=0.8, label="annotated"))
     handles.append(Line2D([], [], color="black", marker="o", linestyle="", markersize=4,
-                          label=f"position in the reference frame {data.reference}"))
-    ax.legend(handles=handles, fontsize=8, loc="best", framealpha=0.85)
-    ax.set_aspect("equal", adjustable="datalim")
-    ax.grid(alpha=0.3)
-    ax.tick_params(labelsize=8)
-    ax.set_xlabel(f"mm along {_direction_text(axes[0])}", fontsize=9)
-    ax.set_ylabel(f"mm along {_direction_text(axes[1])}", fontsize=9)
+                          label=f"in the reference frame {data.reference}"))
+    legend_axis.legend(handles=handles, loc="upper center", ncol=4, fontsize=8, frameon=False)
     shown = " and ".join(name for name, _ in sets)
-    ax.set_title(f"Landmark paths over the cycle ({len(labels)} landmarks, {shown}; {len(named)} named),\n"
-                 "LPS positions projected on their two principal directions",
-                 fontsize=10)
+    axes[1].set_title(f"Landmark paths over the cycle ({len(labels)} landmarks, {shown})\n{_PATH_VIEWS[1][0]}",
+                      fontsize=10)
 
 
 def _colormap(name: str):
@@ -317,6 +348,15 @@ def _contour(ax, mask: np.ndarray, colour: str, width: float) -> bool:
     return True
 
 
+def _area(ax, mask: np.ndarray, colour: str, alpha: float) -> None:
+    """``mask`` as a translucent area of ``colour`` (voxel for voxel, as the image is shown)."""
+    from matplotlib.colors import to_rgba
+
+    rgba = np.zeros((*np.shape(mask), 4), dtype=np.float32)
+    rgba[np.asarray(mask) != 0] = to_rgba(colour, alpha)
+    ax.imshow(rgba, aspect=ax.get_aspect(), interpolation="nearest")
+
+
 def _plot_overlays(figure, grid, run: RunFolder, data: RunData, frames: list[Volume | None],
                    frame_labels: dict[int, Volume], annotated: Trajectories | None) -> None:
     choice = _overlay_choice(data, frames, annotated)
@@ -352,10 +392,11 @@ def _plot_overlays(figure, grid, run: RunFolder, data: RunData, frames: list[Vol
             index = int(centre[view.axis] - lower[view.axis])
             ax.imshow(view.cut(arrays[0], index), cmap="gray", vmin=low, vmax=high, aspect=view.aspect,
                       interpolation="nearest")
-            # the frame's own contour under the propagated one: where both agree, yellow edged in cyan
-            for array, colour, width in ((arrays[2], OWN_COLOUR, 2.2), (arrays[1], PROPAGATED_COLOUR, 1.1)):
-                if array is not None:
-                    _contour(ax, view.cut(array, index), colour, width)
+            # the frame's own myocardium as an area under the propagated contour
+            if arrays[2] is not None:
+                _area(ax, view.cut(arrays[2], index), OWN_COLOUR, OWN_ALPHA)
+            if arrays[1] is not None:
+                _contour(ax, view.cut(arrays[1], index), PROPAGATED_COLOUR, 1.2)
             ax.set_xticks([])
             ax.set_yticks([])
             if column == 0:
@@ -376,13 +417,14 @@ def write_report(run: RunFolder, frames: list[Volume] | None = None, frame_label
                  annotated: Trajectories | None = None, path: Path | None = None) -> Path:
     """Write the run's report PNG (default ``run.report_png``, atomically) and return its path.
 
-    Panels: Dice, HD95 (mm) and TRE (mm) per phase (% of the cycle; the reference frame marked; TRE against
-    the no-registration landmark displacement when ``annotated`` is given); the landmark paths over the
-    cycle (predicted solid, annotated dashed; LPS mm projected on the two principal directions of all
-    positions); and, when ``frames`` (the T frame images, index = frame) are given, slices through the
-    reference myocardium's centroid in the three image planes for a few frames with the propagated
-    reference myocardium (yellow) and the frame's own myocardium from ``frame_labels`` (cyan; non-zero =
-    myocardium). Works on a partial run: missing data leave a panel empty and its title says so.
+    Panels: Dice, surface distance (mm: HD95 and mean on sub-voxel surfaces) and TRE (mm) per phase (% of the
+    cycle; the reference frame marked; TRE against the no-registration landmark displacement when ``annotated`` is
+    given); the landmark paths over the cycle in the axial, coronal and sagittal views (predicted solid, annotated
+    dashed; mm from the mean position; names in the legend); and, when ``frames`` (the T frame images, index =
+    frame) are given, slices through the reference myocardium's centroid in the three image planes for a few frames
+    with the propagated reference myocardium (yellow contour) and the frame's own myocardium from ``frame_labels``
+    (cyan area; non-zero = myocardium), with a legend. Works on a partial run: missing data leave a panel empty
+    and its title says so.
     """
     import matplotlib
 
@@ -399,21 +441,30 @@ def write_report(run: RunFolder, frames: list[Volume] | None = None, frame_label
                     layout="constrained")
     outer = figure.add_gridspec(2 if overlays else 1, 1,
                                 height_ratios=[top_height, bottom_height] if overlays else [1.0])
-    top = outer[0].subgridspec(len(TRACKING_METRICS), 2, width_ratios=[1.15, 1.0])
-    _plot_metrics(figure, top, data, annotated)
-    _plot_paths(figure.add_subplot(top[:, 1]), data, annotated)
+    top = outer[0].subgridspec(1, 2, width_ratios=[1.0, 1.25])
+    _plot_metrics(figure, top[0].subgridspec(len(TRACKING_METRICS), 1), data, annotated)
+    _plot_paths(figure, top[1].subgridspec(2, len(_PATH_VIEWS), height_ratios=[1.0, 0.28]), data, annotated)
     if overlays:
         _plot_overlays(figure, outer[1].subgridspec(3, columns), run, data, list(frames), frame_labels,
                        annotated)
+        from matplotlib.lines import Line2D
+        from matplotlib.patches import Patch
+
+        figure.legend(handles=[Patch(color=OWN_COLOUR, alpha=OWN_ALPHA, label="the frame's own myocardium"),
+                               Line2D([], [], color=PROPAGATED_COLOUR, linewidth=1.2,
+                                      label="the reference myocardium propagated by this run")],
+                      loc="outside lower center", ncol=2, fontsize=9, frameon=True, facecolor="0.25",
+                      labelcolor="white")
     done = len(data.rows)
     status = data.info.get("status", "?")
-    title = (f"INR registration, run folder '{data.root.name}': {data.settings} - {done} / {data.frames} frames "
+    title = (f"INR registration, run folder '{data.root.parent.name}/{data.root.name}': {data.settings} - {done} / "
+             f"{data.frames} frames "
              f"done, status {status}")
     subtitle = f"reference frame {data.reference}"
     if data.missing:
         subtitle += f"; frames not finished: {frame_list(data.missing)}"
     if overlays:
-        subtitle += "; slices: propagated reference myocardium yellow, frame's own myocardium cyan"
+        subtitle += "; slices: propagated reference myocardium yellow, frame's own myocardium cyan area"
     else:
         subtitle += "; no overlay slices (frame images not given)"
     if data.notes:

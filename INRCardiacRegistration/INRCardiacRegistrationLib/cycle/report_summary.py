@@ -17,7 +17,7 @@ from ..fileio.landmarks import Trajectories
 from .report_data import RunData, float_or_nan, frame_list, int_or_none, mean_displacement, read_run_data
 from .run_folder import RunFolder
 
-SUMMARY_METRICS = (*TRACKING_METRICS, "negative_jacobian_pct")
+SUMMARY_METRICS = ("dice", "hd95_mm", "hd95_subvoxel_mm", "mean_surface_mm", "tre_mm", "negative_jacobian_pct")
 """The metrics.csv columns summarised by their mean and worst value."""
 _TITLE_DETAILS = {"negative_jacobian_pct": ", det J <= 0 in % of the mask voxels"}  # after the title, with values
 
@@ -37,7 +37,7 @@ def run_summary(run: RunFolder, annotated: Trajectories | None = None) -> str:
         line = _statistics(data, column)
         if column == "tre_mm":
             line = _with_unregistered_error(line, data, annotated)
-        elif line is None:
+        elif line is None and column in TRACKING_METRICS:  # the sub-voxel surface lines only when measured
             line = f"{metric(column).title} ({_excluded(data)}): no values"
         if line:
             lines.append(line)

@@ -22,6 +22,9 @@ Layout (``NNN`` = the 0-based frame index, zero-padded to at least three digits)
                                    LPS mm): TransformPoint(p) = where reference point p is in frame t
     labels/frame_NNN.nii.gz        the reference myocardium propagated into frame t (uint8 0/1, frame t grid)
     checkpoints/frame_NNN.pt       the pair's network (reference -> t, or t-1 -> t in sequential mode)
+    checkpoints/frame_NNN.partial.pt  the pair in training (network, optimiser, iteration, generator, losses), saved
+                                   every 30 s of its training and on cancel, removed once the frame is finished;
+                                   a resumed run goes on from it (:mod:`..engine.training_state`)
     landmarks/frame_NNN.mrk.json   landmark positions in frame t (Slicer markups, LPS)
     frames/frame_NNN.json          the frame's record: metrics and files; marks the frame finished
     landmark_trajectories.csv      frame,landmark,x,y,z (LPS mm), finished frames only
@@ -72,6 +75,8 @@ class FrameRecord:
     frame: int
     dice: float = math.nan
     hd95_mm: float = math.nan
+    hd95_subvoxel_mm: float = math.nan
+    mean_surface_mm: float = math.nan
     tre_mm: float = math.nan
     negative_jacobian_pct: float = math.nan
     final_loss: float = math.nan
@@ -205,6 +210,10 @@ class RunFolder:
     def checkpoint_path(self, frame: int) -> Path:
         return self.root / "checkpoints" / f"{frame_stem(frame)}.pt"
 
+    def training_state_path(self, frame: int) -> Path:
+        """The training state of ``frame``'s pair while it is unfinished (:class:`PairTrainingState`)."""
+        return self.root / "checkpoints" / f"{frame_stem(frame)}.partial.pt"
+
     def segments_path(self, frame: int) -> Path:
         return self.carried_path("segments", frame)
 
@@ -254,9 +263,12 @@ class RunFolder:
         """Append one event line ``{"event": ..., "time": unix seconds, **fields}`` to ``progress.jsonl``.
 
         Events: ``started`` (frames, order), ``iteration`` (frame, iteration, iterations, loss, eta_s),
-        ``frame_finished`` (frame, the metrics row, eta_s), ``finished``, ``cancelled``, ``failed``
-        (error). Each line is written with one ``write`` (the file is closed after each event, so other
-        processes see it at once); readers skip a partial last line.
+        ``state_saved`` (frame, iteration: the pair in training saved its state), ``frame_resumed`` (frame,
+        iteration: a pair goes on from its saved state; a ``warning`` follows when the state turns out to belong to
+        another pair, which then starts over), ``frame_finished`` (frame, the metrics row, eta_s),
+        ``warning`` (text), ``finished``, ``cancelled``, ``failed`` (error). Each line is written with one
+        ``write`` (the file is closed after each event, so other processes see it at once); readers skip a partial
+        last line.
         """
         record = {"event": event, "time": round(time.time(), 3),
                   **{key: finite_or_none(value) for key, value in fields.items()}}

@@ -30,6 +30,7 @@ from .plateau import PlateauRule
 from .registration_result import PairRegistration
 from .sampling import MaskPointSampler
 from .siren import Siren
+from .training_state import PairTrainingState, network_digest
 
 # A new network's weights come from torch's global generator, seeded per pair: one pair at a time draws them.
 _GLOBAL_RNG = threading.Lock()
@@ -56,6 +57,17 @@ def normalized_intensities(volume: Volume, config: RegistrationConfig) -> np.nda
     if config.normalization == "window":
         return normalize_window(volume.array, *config.window)
     return normalize_quantiles(volume.array, *config.quantiles)
+
+
+def _to_cpu(value):
+    """``value`` (an optimiser state: dicts, lists, tensors, numbers) with every tensor copied to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().clone()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
 
 
 def _check_inputs(fixed: Volume, moving: Volume, fixed_label: Volume | None, moving_label: Volume | None,
@@ -85,6 +97,9 @@ def register_pair(
     coordinates: NormalizedCoordinates | None = None,
     progress: Callable[[RegistrationProgress], None] | None = None,
     cancel: CancelSignal = None,
+    resume_from: PairTrainingState | None = None,
+    save_state: Callable[[PairTrainingState], None] | None = None,
+    save_every_s: float = 30.0,
 ) -> PairRegistration:
     """Register ``moving`` to ``fixed``: learn phi (fixed -> moving, physical LPS mm).
 
@@ -103,7 +118,13 @@ def register_pair(
         coordinates: normalised coordinate frame to use (default: around the sampling mask).
         progress: called every ``config.progress_every`` iterations and at the end (when the plateau rule ends the
             pair early, the last report's ``iterations`` is the iteration it stopped at).
-        cancel: a ``threading.Event`` or a callable; when set, :class:`RegistrationCancelled` is raised.
+        cancel: a ``threading.Event`` or a callable; when set, :class:`RegistrationCancelled` is raised (after
+            ``save_state`` was given the state of the iterations done).
+        resume_from: a state saved by ``save_state`` of this same pair (same inputs, configuration and warm start,
+            else :class:`.training_state.StaleTrainingState`): training goes on after its iteration and ends with
+            the network an uninterrupted pair would have (on the same device and torch thread count).
+        save_state: called with the training state (copies, on the CPU) at a progress report once ``save_every_s``
+            seconds have passed since the last save (or the start), and when cancelled.
     """
     config = config or RegistrationConfig()
     _check_inputs(fixed, moving, fixed_label, moving_label, mask, blood_pool)
@@ -148,11 +169,44 @@ def register_pair(
 
     losses: list[torch.Tensor] = []
     started = time.perf_counter()
+    done = 0  # iterations already trained (a resumed pair)
+    key = None
+    if resume_from is not None or save_state is not None:
+        key = {"fixed": fixed.digest(), "moving": moving.digest(), "mask": mask.digest(),
+               "fixed_label": None if fixed_label is None else fixed_label.digest(),
+               "moving_label": None if moving_label is None else moving_label.digest(),
+               "blood_pool": None if pool_sampler is None else blood_pool.digest(),
+               "coordinates": coordinates.to_dict(),  # the settings that shape the training (not where it runs)
+               "config": {k: v for k, v in config.to_dict().items() if k not in ("device", "progress_every")},
+               "initial": network_digest(None if initial is None else network)}
+    if resume_from is not None:
+        resume_from.require_key(key)
+        if not 0 < resume_from.iteration < config.iterations or len(resume_from.losses) != resume_from.iteration:
+            raise InputError(f"a saved training state at iteration {resume_from.iteration} of {config.iterations} "
+                             f"with {len(resume_from.losses)} losses cannot be resumed")
+        network.load_state_dict(resume_from.network)
+        optimizer.load_state_dict(resume_from.optimizer)
+        generator.set_state(resume_from.generator)
+        losses = list(resume_from.losses.to(device=device, dtype=torch.float32).unbind())
+        done = resume_from.iteration
+        started -= resume_from.seconds
+    saved_at = time.perf_counter()
+
+    def state() -> PairTrainingState:
+        return PairTrainingState(
+            key=key, iteration=len(losses),
+            network={k: v.detach().cpu().clone() for k, v in network.state_dict().items()},
+            optimizer=_to_cpu(optimizer.state_dict()), generator=generator.get_state().cpu(),
+            losses=torch.stack(losses).cpu() if losses else torch.zeros(0),
+            seconds=time.perf_counter() - started)
 
     # Only a warm-started pair, which starts near its answer, may stop at a plateau: a pair trained from scratch
     # levels off after its first fast fall long before it is done (phantom ED -> ES: 1.29 mm dense error at its
     # plateau after 100 iterations, 0.88 mm after its 300).
     plateau = PlateauRule(config.plateau_window, config.plateau_gain) if config.plateau_window and initial else None
+    if plateau is not None:  # a resumed pair: the windows it has seen (none of them had converged)
+        for end in range(plateau.window, done + 1, plateau.window):
+            plateau.converged(losses[:end])
 
     def report(iteration: int, iterations: int = config.iterations) -> None:
         if progress is None:
@@ -162,8 +216,10 @@ def register_pair(
         eta = elapsed / iteration * (iterations - iteration) if iteration else float("nan")
         progress(RegistrationProgress(iteration, iterations, loss, elapsed, eta))
 
-    for iteration in range(1, config.iterations + 1):
+    for iteration in range(done + 1, config.iterations + 1):
         if is_cancelled(cancel):
+            if save_state is not None and iteration - 1 > done:
+                save_state(state())
             raise RegistrationCancelled(f"registration cancelled at iteration {iteration - 1}")
         if config.local_ncc_mm > 0:  # cubes of local_ncc_points points around random mask points
             group = config.local_ncc_points
@@ -207,6 +263,10 @@ def register_pair(
                 raise FloatingPointError(f"registration diverged: loss is {float(losses[-1])} at iteration "
                                          f"{iteration}; lower the learning rate")
             report(iteration, iteration if stop else config.iterations)  # a plateau ends the pair here
+            if (save_state is not None and not stop and iteration < config.iterations
+                    and time.perf_counter() - saved_at >= save_every_s):
+                save_state(state())
+                saved_at = time.perf_counter()
         if stop:
             break
 

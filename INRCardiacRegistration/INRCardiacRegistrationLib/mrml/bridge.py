@@ -258,7 +258,8 @@ def _chart(scene, table_node, title: str, y_title: str, series: list[tuple[str, 
 
 
 def _update_table(scene, nodes: RunNodes, run: RunFolder, frames: int) -> None:
-    """The metrics table (one row per finished frame, ``phase_pct`` first) and the Dice/HD95/TRE charts."""
+    """The metrics table (one row per finished frame, ``phase_pct`` first) and the Dice, surface distance (HD95 and
+    mean on sub-voxel surfaces, voxel HD95) and TRE charts."""
     rows = [{**row, "phase_pct": phase_pct(row["frame"], frames)} for row in run.read_metrics()]
     columns = ["frame", "phase_pct", *METRIC_COLUMNS[1:]]
     kinds = {name: metric(name).form[-1] for name in METRIC_COLUMNS[1:]}
@@ -267,8 +268,13 @@ def _update_table(scene, nodes: RunNodes, run: RunFolder, frames: int) -> None:
         if not any(math.isfinite(row[name]) for row in rows) or name in nodes.charts:
             continue
         entry = metric(name)
-        nodes.charts[name] = _chart(scene, nodes.table, f"{entry.title} per phase", entry.label,
-                                    [(name, f"{entry.title} per phase")])
+        title, y_title, series = f"{entry.title} per phase", entry.label, [(name, f"{entry.title} per phase")]
+        if name == "hd95_mm" and any(math.isfinite(row.get("hd95_subvoxel_mm", math.nan)) for row in rows):
+            # the voxel HD95 moves in steps of the spacing: the sub-voxel distances first (core/surface_distance.py)
+            title, y_title = "Surface distance per phase", "distance (mm)"
+            series = [("hd95_subvoxel_mm", metric("hd95_subvoxel_mm").title),
+                      ("mean_surface_mm", metric("mean_surface_mm").title), (name, f"{entry.title} (voxel contours)")]
+        nodes.charts[name] = _chart(scene, nodes.table, title, y_title, series)
 
 
 FUNCTION_CHARTS = {

@@ -30,7 +30,7 @@ def evaluate_run_on_phantom(run: RunFolder, phantom: Phantom) -> dict:
     """Ground-truth errors of every finished frame of ``run`` (the phantom's reference frame must be the run's).
 
     Returns ``{"frames": [per-frame dicts], "mean": {...}}``; per frame: ``frame``, ``dice``, ``hd95_mm``,
-    ``landmark_tre_mm`` (all landmarks), ``coronary_tre_mm`` (the four coronary landmarks),
+    ``hd95_subvoxel_mm``, ``landmark_tre_mm`` (all landmarks), ``coronary_tre_mm`` (the four coronary landmarks),
     ``dense_error_mm`` (mean over the reference myocardium), ``dense_error_p95_mm``, ``seconds``. Means are
     over the frames other than the reference.
     """
@@ -53,13 +53,14 @@ def evaluate_run_on_phantom(run: RunFolder, phantom: Phantom) -> dict:
         dense = np.linalg.norm(field.map_points(points) - ground_truth_map(points, frame, config), axis=1)
         tre = np.linalg.norm(field.map_points(landmarks) - ground_truth_map(landmarks, frame, config), axis=1)
         rows.append({"frame": frame, "dice": row["dice"], "hd95_mm": row["hd95_mm"],
+                     "hd95_subvoxel_mm": _number(row.get("hd95_subvoxel_mm")),
                      "landmark_tre_mm": float(tre.mean()),
                      "coronary_tre_mm": float(tre[coronary].mean()) if coronary.any() else math.nan,
                      "dense_error_mm": float(dense.mean()), "dense_error_p95_mm": float(np.percentile(dense, 95)),
                      "seconds": row["seconds"]})
     others = [r for r in rows if r["frame"] != reference]
-    keys = ("dice", "hd95_mm", "landmark_tre_mm", "coronary_tre_mm", "dense_error_mm", "dense_error_p95_mm",
-            "seconds")
+    keys = ("dice", "hd95_mm", "hd95_subvoxel_mm", "landmark_tre_mm", "coronary_tre_mm", "dense_error_mm",
+            "dense_error_p95_mm", "seconds")
     mean = {key: float(np.nanmean([r[key] for r in others])) if others else math.nan for key in keys}
     mean["dice_min"] = float(np.nanmin([r["dice"] for r in others])) if others else math.nan
     mean["frames"] = len(others)
@@ -67,6 +68,11 @@ def evaluate_run_on_phantom(run: RunFolder, phantom: Phantom) -> dict:
     if run.function_json.is_file():
         evaluation["function"] = _function_against_truth(run, phantom)
     return evaluation
+
+
+def _number(value) -> float:
+    """A metrics value as a float (NaN for a missing one: a run from before that column)."""
+    return math.nan if value is None else float(value)
 
 
 def _function_against_truth(run: RunFolder, phantom: Phantom) -> dict:
@@ -85,7 +91,8 @@ def format_phantom_evaluation(evaluation: dict) -> str:
     """A few lines for the terminal: means over the non-reference frames."""
     mean = evaluation["mean"]
     return (f"against the phantom's ground truth ({mean['frames']} frames besides the reference):\n"
-            f"  Dice mean {mean['dice']:.3f} (min {mean['dice_min']:.3f}), HD95 mean {mean['hd95_mm']:.2f} mm\n"
+            f"  Dice mean {mean['dice']:.3f} (min {mean['dice_min']:.3f}), HD95 mean {mean['hd95_mm']:.2f} mm "
+            f"(sub-voxel {mean['hd95_subvoxel_mm']:.2f} mm)\n"
             f"  landmark TRE mean {mean['landmark_tre_mm']:.2f} mm (coronary {mean['coronary_tre_mm']:.2f} mm)\n"
             f"  dense error in the myocardium mean {mean['dense_error_mm']:.2f} mm "
             f"(95th percentile {mean['dense_error_p95_mm']:.2f} mm)\n" + _function_text(evaluation.get("function")))
