@@ -68,3 +68,18 @@ def test_empty_masks_give_nan_and_surface_points_lie_between_the_voxels():
     field = np.array([[[-1.0, 1.0, 3.0]]])
     points, weights = surface_points(field, (2.0, 3.0, 4.0))
     assert points.tolist() == [[0.0, 0.0, 0.5]] and weights.tolist() == [12.0]
+
+
+def test_masks_thinner_than_the_smoothing_keep_their_own_surface():
+    """A single voxel and a sheet one voxel thick vanish when smoothed: they are measured on their voxel faces."""
+    grid = Geometry((20, 20, 20), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    cube = np.zeros(grid.array_shape, dtype=bool)
+    cube[7:14, 7:14, 7:14] = True
+    voxel = np.zeros_like(cube)
+    voxel[10, 10, 10] = True
+    sheet = np.zeros_like(cube)
+    sheet[10, 5:15, 5:15] = True
+    for thin in (voxel, sheet):
+        measured = surface_distances(cube, thin, grid)
+        assert np.isfinite(measured.hd95_mm) and measured.hd95_mm > 1.0 and measured.mean_mm > 0.5
+    assert surface_distances(voxel, voxel, grid).hd95_mm == 0.0

@@ -379,9 +379,11 @@ def test_a_frame_stopped_part_way_goes_on_from_its_saved_state(tiny_phantom, tmp
     stopped = register_cycle(inputs, config, tmp_path / "stopped", progress=stop, cancel=cancel)
     assert stopped.status == "cancelled"
     run = stopped.run
-    saved = [e for e in run.read_events() if e["event"] == "state_saved"]
-    assert [(e["frame"], e["iteration"]) for e in saved] == [(frame, stop_at)]
-    assert run.training_state_path(frame).is_file() and frame not in run.finished_records(4)
+    # (a pair that trained longer than 30 s on a busy machine may also have saved its state on the way)
+    saved = [e["iteration"] for e in run.read_events() if e["event"] == "state_saved" and e["frame"] == frame]
+    assert saved[-1] == stop_at
+    assert [p.name for p in (run.root / "checkpoints").glob("*.partial.pt")] == [f"frame_{frame:03d}.partial.pt"]
+    assert frame not in run.finished_records(4)
     events = []
     resumed = register_cycle(inputs, config, run.root, resume=True, progress=events.append)
     assert resumed.status == "finished"
@@ -402,16 +404,15 @@ def test_sigint_mid_frame_then_resume_trains_only_what_was_left(finished_run, ti
     ``--resume`` goes on from it and ends with every metric (but time) of the uninterrupted run."""
     out = tmp_path / "interrupted"
     run = stopped_while_frame_2_trains(tiny_phantom, out, signal.SIGINT)
-    saved = [e for e in run.read_events() if e["event"] == "state_saved"]
-    assert [e["frame"] for e in saved] == [2] and run.training_state_path(2).is_file()
+    saved = [e["iteration"] for e in run.read_events() if e["event"] == "state_saved" and e["frame"] == 2]
+    assert saved and [p.name for p in (out / "checkpoints").glob("*.partial.pt")] == ["frame_002.partial.pt"]
     first = len(run.read_events())
     resumed = worker(["register", "--out", str(out), "--resume", "--quiet", "--no-report"])
     _, stderr = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, stderr
     after = run.read_events()[first:]
-    assert [(e["frame"], e["iteration"]) for e in after if e["event"] == "frame_resumed"] == [
-        (2, saved[0]["iteration"])]
-    assert min(e["iteration"] for e in after if e["event"] == "iteration" and e["frame"] == 2) > saved[0]["iteration"]
+    assert [(e["frame"], e["iteration"]) for e in after if e["event"] == "frame_resumed"] == [(2, saved[-1])]
+    assert min(e["iteration"] for e in after if e["event"] == "iteration" and e["frame"] == 2) > saved[-1]
     assert metric_rows_without_time(run) == metric_rows_without_time(finished_run)
 
 

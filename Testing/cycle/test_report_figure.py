@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from INRCardiacRegistrationLib.core.geometry import Geometry
@@ -91,5 +93,31 @@ def test_the_surface_panel_shows_sub_voxel_distances_and_the_voxel_range(tmp_pat
     others = [HD95[t] for t in range(FRAMES) if t != REFERENCE]
     assert label == "HD95" and f"{min(others):.2f}-{max(others):.2f} mm" in title
     old = read_run_data(make_run(tmp_path / "old", list(range(FRAMES))))
-    values, extra, label, title = _surface_values(old, old.series("hd95_mm"), "HD95")
+    values, extra, label, title = _surface_values(old, old.series("hd95_mm"), "HD95 and mean surface distance")
     assert values.tolist() == [HD95[t] for t in range(FRAMES)] and not extra and "voxel contours only" in title
+    assert "mean surface" not in title
+
+
+def test_landmark_paths_are_drawn_in_the_anatomical_views():
+    """One landmark moving 10 mm to the patient's left, then 10 mm anterior, then 10 mm superior: in the axial view
+    (from the feet) left is to the right and anterior up; coronal (from the front) left right and superior up;
+    sagittal (from the patient's left) anterior to the left and superior up (the slices' conventions)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from INRCardiacRegistrationLib.cycle.report_data import RunData
+    from INRCardiacRegistrationLib.cycle.report_figure import _PATH_VIEWS, _plot_paths
+    from INRCardiacRegistrationLib.fileio.landmarks import Trajectories
+    from matplotlib.figure import Figure
+
+    steps = np.array([[0, 0, 0], [10, 0, 0], [10, -10, 0], [10, -10, 10]], dtype=float)  # LPS: +x L, -y A, +z S
+    moving = Trajectories((0, 1, 2, 3), ("tip", "still"), np.stack([steps, np.zeros((4, 3))], axis=1))
+    data = RunData(Path("run"), {}, 4, 0, {}, moving, [])
+    figure = Figure()
+    _plot_paths(figure, figure.add_gridspec(2, len(_PATH_VIEWS)), data, None)
+    views = {ax.get_title().splitlines()[-1]: ax for ax in figure.axes[:3]}
+    path = {name: np.column_stack(ax.lines[0].get_data()) for name, ax in views.items()}
+    moves = {name: np.diff(points, axis=0) for name, points in path.items()}  # screen (right, up) per step
+    assert moves["axial, from the feet"].tolist() == [[10, 0], [0, 10], [0, 0]]
+    assert moves["coronal, from the front"].tolist() == [[10, 0], [0, 0], [0, 10]]
+    assert moves["sagittal, from the left"].tolist() == [[0, 0], [-10, 0], [0, 10]]

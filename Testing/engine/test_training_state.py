@@ -7,6 +7,7 @@ import threading
 import pytest
 import torch
 from helpers import SMALL
+from INRCardiacRegistrationLib.core.vocabulary import InputError
 from INRCardiacRegistrationLib.engine.pair_registration import RegistrationCancelled, register_pair
 from INRCardiacRegistrationLib.engine.training_state import PairTrainingState, StaleTrainingState
 
@@ -50,12 +51,14 @@ def test_a_resumed_pair_ends_with_the_uninterrupted_network(tmp_path, pair, pair
     assert resumed.seconds >= state.seconds
 
 
-def test_a_warm_started_pair_resumes_with_its_plateau_windows(tmp_path, pair, pair_mask, trained):
-    """The plateau rule sees the windows before the stop again: the resumed pair stops where the whole one did."""
+@pytest.mark.parametrize("before_end", [10, 20])
+def test_a_warm_started_pair_resumes_with_its_plateau_windows(tmp_path, pair, pair_mask, trained, before_end):
+    """The plateau rule sees the windows before the stop again: the resumed pair stops where the whole one did
+    (stopped in the middle of a window, and at a window's end, whose check the resumed pair must not repeat)."""
     config = CONFIG.replace(iterations=400, plateau_window=20, plateau_gain=0.5, alpha=0.0, width=SMALL.width)
     whole = register_pair(pair.fixed, pair.moving, mask=pair_mask, config=config, initial=trained)
     assert 40 < len(whole.loss_history) < 400  # the plateau ended it early
-    state = _stopped_at(len(whole.loss_history) - 10, pair, pair_mask, config, tmp_path, initial=trained,
+    state = _stopped_at(len(whole.loss_history) - before_end, pair, pair_mask, config, tmp_path, initial=trained,
                         labels=False)
     resumed = register_pair(pair.fixed, pair.moving, mask=pair_mask, config=config, initial=trained,
                             resume_from=state)
@@ -85,5 +88,21 @@ def test_states_are_saved_periodically(pair, pair_mask):
 def test_a_damaged_state_file_is_an_input_error(tmp_path):
     path = tmp_path / "state.pt"
     path.write_bytes(b"not a torch file")
-    with pytest.raises(Exception, match="not a readable training state"):
+    with pytest.raises(InputError, match="not a readable training state"):
         PairTrainingState.load(path)
+    torch.save({"format": "inr-cardiac-pair-training-state/1", "iteration": 3}, path)  # fields missing
+    with pytest.raises(InputError, match="not a readable training state"):
+        PairTrainingState.load(path)
+
+
+def test_a_state_that_cannot_be_restored_is_stale(tmp_path, pair, pair_mask):
+    """A state whose generator, optimiser or losses do not fit (another device's generator, a torn file) is stale:
+    the caller starts the pair over instead of failing."""
+    state = _stopped_at(20, pair, pair_mask, CONFIG, tmp_path)
+    broken = [PairTrainingState(**{**vars(state), "generator": torch.zeros(16, dtype=torch.uint8)}),
+              PairTrainingState(**{**vars(state), "losses": state.losses[:5]}),
+              PairTrainingState(**{**vars(state), "optimizer": {"state": {}, "param_groups": []}})]
+    for bad in broken:
+        with pytest.raises(StaleTrainingState):
+            register_pair(pair.fixed, pair.moving, fixed_label=pair.fixed_label, moving_label=pair.moving_label,
+                          mask=pair_mask, config=CONFIG, resume_from=bad)

@@ -15,7 +15,8 @@ shifted by 0.3, 0.75 and 1.2 mm, give HD95 0.30, 0.62 and 0.96 mm here (exact: 0
 and 1.14 mm) where the voxel HD95 is 1.5 mm for all three; what is left is the masks' own voxelisation.
 
 Both fields are computed on the box of the two masks grown by :data:`PAD_VOXELS` (every distance from one surface
-to the other lies inside it, and the smoothing does not reach its edge).
+to the other lies inside it, and the smoothing does not reach its edge). A mask thinner than the smoothing (a few
+voxels, a sheet one voxel thick), whose smoothed field has no inside left, keeps its unsmoothed surface.
 """
 
 from __future__ import annotations
@@ -92,8 +93,10 @@ def surface_distances(a: np.ndarray, b: np.ndarray, geometry: Geometry) -> Surfa
         target = tuple(slice(s.start - lo, s.stop - lo) for s, lo in zip(inner, low, strict=True))
         padded[target] = mask[inner]
         box = Geometry(padded.shape[::-1], geometry.spacing, (0.0, 0.0, 0.0))  # distances need only the spacing
-        fields.append(ndimage.gaussian_filter(signed_distance_mm(Volume(padded, box)).array.astype(np.float64),
-                                              sigma))
+        distance = signed_distance_mm(Volume(padded, box)).array.astype(np.float64)
+        smooth = ndimage.gaussian_filter(distance, sigma)
+        # a mask thinner than the smoothing (a voxel or a sheet one voxel thick) has no smooth surface: its own
+        fields.append(smooth if (smooth < 0).any() else distance)
     directed, weights = [], []
     for source, target in ((fields[0], fields[1]), (fields[1], fields[0])):
         points, weight = surface_points(source, geometry.spacing)

@@ -66,7 +66,7 @@ from .run_folder import CARRIED_LABELS, FrameRecord, RunFolder
 from .run_session import RunSession
 
 # How often a pair in training saves its state (and on cancel): a crash loses at most this much of a pair's training.
-# One save of the paper's network with Adam's moments is about 1 MB and milliseconds.
+# One save of the paper's network with Adam's two moments is about 3 MB and milliseconds.
 TRAINING_STATE_EVERY_S = 30.0
 
 
@@ -349,8 +349,13 @@ class _CycleRun:
 
         state_path = self.run.training_state_path(frame)
 
-        def save_state(state: PairTrainingState) -> None:
-            state.save(state_path)
+        def save_state(state: PairTrainingState) -> None:  # best effort: the pair goes on (or stops) without it
+            try:
+                state.save(state_path)
+            except OSError as error:
+                self.session.emit("warning", frame=frame, text=f"frame {frame}: its training state could not be "
+                                  f"saved ({error}); a resume would train this pair from its start")
+                return
             self.session.emit("state_saved", frame=frame, iteration=state.iteration)
 
         def train(resume_from: PairTrainingState | None) -> PairRegistration:
@@ -370,8 +375,9 @@ class _CycleRun:
                 saved = self.saved_state(frame)
                 try:
                     result = train(saved)
-                except StaleTrainingState as stale:  # made before the inputs or the warm start changed
+                except StaleTrainingState as stale:  # made for other inputs, warm start or device, or torn
                     self.session.emit("warning", frame=frame, text=f"frame {frame} starts over: {stale}")
+                    state_path.unlink(missing_ok=True)
                     result = train(None)
         finally:
             with self.lock:
@@ -395,6 +401,7 @@ class _CycleRun:
             return PairTrainingState.load(path)
         except InputError as error:
             self.session.emit("warning", frame=frame, text=f"frame {frame} starts over: {error}")
+            path.unlink(missing_ok=True)
             return None
 
     def run_chain(self, frames: list[int], initial: PairRegistration | None,

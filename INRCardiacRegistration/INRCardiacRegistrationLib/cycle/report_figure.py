@@ -91,6 +91,7 @@ def _surface_values(data: RunData, voxel: np.ndarray, title: str) -> tuple[np.nd
     voxel HD95 only, and says so."""
     subvoxel = data.series("hd95_subvoxel_mm")
     if not np.isfinite(subvoxel).any():
+        title = title.replace(" and mean surface distance", "")  # a run from before the sub-voxel distances
         return voxel, [], "this run (voxel contours)", title + "\n(voxel contours only: steps of the spacing)"
     extra = [(data.series("mean_surface_mm"), f"{metric('mean_surface_mm').title}",
               {"color": MEAN_SURFACE_COLOUR, "marker": "s", "markersize": 3, "linewidth": 1.2})]

@@ -30,7 +30,10 @@ from .plateau import PlateauRule
 from .registration_result import PairRegistration
 from .sampling import MaskPointSampler
 from .siren import Siren
-from .training_state import PairTrainingState, network_digest
+from .training_state import PairTrainingState, StaleTrainingState, network_digest
+
+# RegistrationConfig fields that do not change what a pair computes (a saved training state is valid across them)
+_NOT_IN_STATE_KEY = ("device", "progress_every", "extra")
 
 # A new network's weights come from torch's global generator, seeded per pair: one pair at a time draws them.
 _GLOBAL_RNG = threading.Lock()
@@ -176,17 +179,23 @@ def register_pair(
                "fixed_label": None if fixed_label is None else fixed_label.digest(),
                "moving_label": None if moving_label is None else moving_label.digest(),
                "blood_pool": None if pool_sampler is None else blood_pool.digest(),
-               "coordinates": coordinates.to_dict(),  # the settings that shape the training (not where it runs)
-               "config": {k: v for k, v in config.to_dict().items() if k not in ("device", "progress_every")},
-               "initial": network_digest(None if initial is None else network)}
+               "coordinates": coordinates.to_dict(),
+               # the settings that shape the training, not where it runs or what it reports; the device type, as
+               # each kind of device has its own generator (and its own rounding)
+               "config": {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_STATE_KEY},
+               "device": device.type, "initial": network_digest(None if initial is None else network)}
     if resume_from is not None:
         resume_from.require_key(key)
         if not 0 < resume_from.iteration < config.iterations or len(resume_from.losses) != resume_from.iteration:
-            raise InputError(f"a saved training state at iteration {resume_from.iteration} of {config.iterations} "
-                             f"with {len(resume_from.losses)} losses cannot be resumed")
-        network.load_state_dict(resume_from.network)
-        optimizer.load_state_dict(resume_from.optimizer)
-        generator.set_state(resume_from.generator)
+            raise StaleTrainingState(f"a saved training state at iteration {resume_from.iteration} of "
+                                     f"{config.iterations} with {len(resume_from.losses)} losses cannot be resumed")
+        try:
+            network.load_state_dict(resume_from.network)
+            optimizer.load_state_dict(resume_from.optimizer)
+            generator.set_state(resume_from.generator)
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as error:
+            raise StaleTrainingState(f"the saved training state does not fit this pair: {type(error).__name__}: "
+                                     f"{error}") from error
         losses = list(resume_from.losses.to(device=device, dtype=torch.float32).unbind())
         done = resume_from.iteration
         started -= resume_from.seconds

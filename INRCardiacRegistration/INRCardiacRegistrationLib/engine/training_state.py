@@ -78,6 +78,9 @@ class PairTrainingState:
             raise InputError(f"{path} is not a readable training state: {type(error).__name__}: {error}") from error
         if not isinstance(data, dict) or data.get("format") != TRAINING_STATE_FORMAT:
             raise InputError(f"{path} is not an inr-cardiac pair training state")
-        return cls(key=data["key"], iteration=int(data["iteration"]), network=data["network"],
-                   optimizer=data["optimizer"], generator=data["generator"], losses=data["losses"],
-                   seconds=float(data["seconds"]))
+        try:
+            return cls(key=data["key"], iteration=int(data["iteration"]), network=data["network"],
+                       optimizer=data["optimizer"], generator=data["generator"], losses=data["losses"],
+                       seconds=float(data["seconds"]))
+        except (KeyError, TypeError, ValueError) as error:
+            raise InputError(f"{path} is not a readable training state: {type(error).__name__}: {error}") from error

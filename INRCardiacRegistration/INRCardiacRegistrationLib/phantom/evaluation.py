@@ -61,13 +61,19 @@ def evaluate_run_on_phantom(run: RunFolder, phantom: Phantom) -> dict:
     others = [r for r in rows if r["frame"] != reference]
     keys = ("dice", "hd95_mm", "hd95_subvoxel_mm", "landmark_tre_mm", "coronary_tre_mm", "dense_error_mm",
             "dense_error_p95_mm", "seconds")
-    mean = {key: float(np.nanmean([r[key] for r in others])) if others else math.nan for key in keys}
+    mean = {key: _mean_of_finite([r[key] for r in others]) for key in keys}
     mean["dice_min"] = float(np.nanmin([r["dice"] for r in others])) if others else math.nan
     mean["frames"] = len(others)
     evaluation = {"frames": rows, "mean": mean}
     if run.function_json.is_file():
         evaluation["function"] = _function_against_truth(run, phantom)
     return evaluation
+
+
+def _mean_of_finite(values: list[float]) -> float:
+    """The mean of the finite values (NaN when there is none: no frame, or a column a run did not have)."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
 
 
 def _number(value) -> float:
@@ -91,8 +97,9 @@ def format_phantom_evaluation(evaluation: dict) -> str:
     """A few lines for the terminal: means over the non-reference frames."""
     mean = evaluation["mean"]
     return (f"against the phantom's ground truth ({mean['frames']} frames besides the reference):\n"
-            f"  Dice mean {mean['dice']:.3f} (min {mean['dice_min']:.3f}), HD95 mean {mean['hd95_mm']:.2f} mm "
-            f"(sub-voxel {mean['hd95_subvoxel_mm']:.2f} mm)\n"
+            f"  Dice mean {mean['dice']:.3f} (min {mean['dice_min']:.3f}), HD95 mean {mean['hd95_mm']:.2f} mm"
+            + (f" (sub-voxel {mean['hd95_subvoxel_mm']:.2f} mm)" if math.isfinite(mean["hd95_subvoxel_mm"]) else "")
+            + "\n"
             f"  landmark TRE mean {mean['landmark_tre_mm']:.2f} mm (coronary {mean['coronary_tre_mm']:.2f} mm)\n"
             f"  dense error in the myocardium mean {mean['dense_error_mm']:.2f} mm "
             f"(95th percentile {mean['dense_error_p95_mm']:.2f} mm)\n" + _function_text(evaluation.get("function")))
