@@ -417,6 +417,53 @@ def test_sigint_mid_frame_then_resume_trains_only_what_was_left(finished_run, ti
 
 
 @pytest.mark.slow
+def test_evaluation_labels_score_the_run_and_change_nothing_else(tiny_phantom, tmp_path):
+    """Issue 17: only the reference frame's label registers (image tracking); the other frames' labels given as
+    evaluation labels are scored in metrics.csv (Dice and HD95 against them, as a reader of the label files finds)
+    and change nothing the run computes: every transform is bit for bit the run's without them."""
+    from INRCardiacRegistrationLib.cycle.driver import register_cycle
+    from INRCardiacRegistrationLib.cycle.inputs import build_cycle_inputs
+    from INRCardiacRegistrationLib.engine.threads import torch_threads
+
+    phantom, config = tiny_phantom, _api_config("non-sequential", 0)
+    common = {"myocardium_label": 1, "heart_labels": [1, 2, 3]}
+    plain = build_cycle_inputs(phantom.images, {0: phantom.labels[0]}, 0, **common)
+    scored = build_cycle_inputs(phantom.images, {0: phantom.labels[0]}, 0, **common,
+                                evaluation_labels=dict(enumerate(phantom.labels)))
+    with torch_threads(1):
+        without = register_cycle(plain, config, tmp_path / "without")
+        with_scores = register_cycle(scored, config, tmp_path / "with")
+    for t in (1, 2, 3):
+        assert np.isnan(without.records[t].dice)
+        propagated = sitk.GetArrayFromImage(sitk.ReadImage(str(with_scores.run.label_path(t)))) > 0
+        assert with_scores.records[t].dice == pytest.approx(dice(propagated, phantom.labels[t].array == 1), abs=1e-12)
+        assert with_scores.records[t].dice > 0.8 and np.isfinite(with_scores.records[t].hd95_subvoxel_mm)
+        ours, _ = read_displacement_field(with_scores.run.transform_path(t))
+        theirs, _ = read_displacement_field(without.run.transform_path(t))
+        assert np.array_equal(ours, theirs), f"frame {t}: the evaluation labels changed the registration"
+        assert with_scores.records[t].alpha_used == 0.0  # no SDF term: the frame has no registration label
+
+
+def test_evaluation_labels_on_the_command_line(tiny_phantom, tmp_path):
+    """``--evaluation-labels FRAME=PATH`` round-trips the request and run.json's inputs; a map without the
+    myocardium value is one clear line naming it (exit 2, nothing written)."""
+    from INRCardiacRegistrationLib.cycle.request import RunRequest
+
+    label_file = tmp_path / "frame2.nii.gz"
+    tiny_phantom.labels[2].write(label_file)
+    request = RunRequest.from_argv([*register_argv(tiny_phantom, tmp_path / "x")[1:-2], "--evaluation-labels",
+                                    f"2={label_file}"])
+    assert request.inputs.evaluation_labels == (f"2={label_file.resolve()}",)
+    assert RunRequest.from_dict(request.to_dict()) == request and RunRequest.from_argv(request.to_argv()) == request
+    assert RunRequest.from_dict({"inputs": {"image": "a.nii.gz"}}).inputs.evaluation_labels == ()  # older run.json
+    empty = tmp_path / "empty.nii.gz"
+    tiny_phantom.labels[2].with_array(np.zeros_like(tiny_phantom.labels[2].array)).write(empty)
+    line = _one_line_error(register_argv(tiny_phantom, tmp_path / "bad", "--evaluation-labels", f"1={empty}"),
+                           tmp_path / "bad")
+    assert "evaluation labels frame 1 does not contain label value 1" in line
+
+
+@pytest.mark.slow
 def test_resume_without_image_keeps_the_run_settings(finished_run):
     """--resume with only --out reuses run.json; options that contradict it are refused (exit 2)."""
     out = str(finished_run.root)

@@ -168,7 +168,7 @@ def finish_run_outputs(run_folder, inputs, report: bool = True, function: bool =
     # report.png is drawn (matplotlib: mostly Python) while the function is measured (torch and numpy: mostly
     # outside the GIL); function_report.png is drawn after both, so only one figure is drawn at a time
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="report") as pool:
-        drawn = pool.submit(write_report, run_folder, inputs.frames, inputs.myocardium, inputs.annotated) \
+        drawn = pool.submit(write_report, run_folder, inputs.frames, inputs.scored_myocardium, inputs.annotated) \
             if report else None
         measured = None
         if function and inputs.blood_pool is not None and \

@@ -1,7 +1,7 @@
 """A finished frame's record: its metrics against the frame's own label and annotated landmarks (no torch).
 
 Dice, HD95 (voxel and sub-voxel) and the mean surface distance compare the reference myocardium propagated to frame
-t with frame t's own label (when it has one);
+t with frame t's own label (when it has one: its evaluation label, else its registration label);
 TRE is the mean distance of the tracked landmarks to their annotated positions in frame t (when annotated).
 """
 
@@ -33,8 +33,9 @@ def frame_record(inputs: CycleInputs, frame: int, propagated: np.ndarray, landma
     The training figures (loss, iterations, seconds) are the caller's to add."""
     record = FrameRecord(frame=frame, negative_jacobian_pct=negative_jacobian_percent(determinants), pair=pair,
                          files=dict(files))
-    if frame in inputs.myocardium:
-        own = inputs.myocardium[frame].array
+    scored = inputs.scored_myocardium
+    if frame in scored:
+        own = scored[frame].array
         record.dice = dice(propagated, own)
         record.hd95_mm = hd95_mm(propagated, own, inputs.frames[frame].geometry)
         surfaces = surface_distances(propagated, own, inputs.frames[frame].geometry)

@@ -29,7 +29,8 @@ class CycleInputs:
     reference myocardium dilated by a margin is sampled); ``landmarks``: points on the reference frame;
     ``annotated``: their annotated positions in some frames (for TRE); ``blood_pool``: boolean LV-cavity mask of
     the reference frame (for the cardiac function) or None; ``right_ventricle``: boolean RV-cavity mask of the reference
-    frame (orients the strain's AHA segments) or None.
+    frame (orients the strain's AHA segments) or None; ``evaluation[t]``: boolean LV-myocardium masks used only to
+    score frame t (never in the loss or the sampling mask; where a frame has both, the run is scored against it).
     """
 
     frames: list[Volume]
@@ -40,10 +41,17 @@ class CycleInputs:
     annotated: Trajectories | None = None
     blood_pool: Volume | None = None
     right_ventricle: Volume | None = None
+    evaluation: dict[int, Volume] = field(default_factory=dict)
 
     @property
     def frame_count(self) -> int:
         return len(self.frames)
+
+    @property
+    def scored_myocardium(self) -> dict[int, Volume]:
+        """The myocardium each frame is scored against (Dice, HD95, the report's overlays): its evaluation label,
+        else its registration label."""
+        return {**self.myocardium, **self.evaluation}
 
     @property
     def reference(self) -> Volume:
@@ -62,14 +70,15 @@ class CycleInputs:
                 raise InputError(f"frame {t} grid ({frame.geometry.describe()}) differs from the reference frame's "
                                  f"({grid.describe()}); resample the frames onto one grid first")
             frame.require_finite()
-        for t, mask in self.myocardium.items():
-            if not 0 <= t < count:
-                raise InputError(f"myocardium label given for frame {t}, but frames are 0..{count - 1}")
-            if not grid.matches(mask.geometry):
-                raise InputError(f"myocardium label of frame {t} grid ({mask.geometry.describe()}) does not match "
-                                 f"the frames' grid ({grid.describe()})")
-            if not np.any(mask.array):
-                raise InputError(f"myocardium label of frame {t} is empty")
+        for what, masks in (("myocardium label", self.myocardium), ("evaluation label", self.evaluation)):
+            for t, mask in masks.items():
+                if not 0 <= t < count:
+                    raise InputError(f"{what} given for frame {t}, but frames are 0..{count - 1}")
+                if not grid.matches(mask.geometry):
+                    raise InputError(f"{what} of frame {t} grid ({mask.geometry.describe()}) does not match "
+                                     f"the frames' grid ({grid.describe()})")
+                if not np.any(mask.array):
+                    raise InputError(f"{what} of frame {t} is empty")
         if self.reference_frame not in self.myocardium:
             raise InputError(f"the reference frame {self.reference_frame} has no myocardium label: it defines what "
                              "is tracked (propagated labels, Dice/HD95) and, without a heart label, where to sample")
@@ -118,13 +127,15 @@ def myocardium_value(labels: dict[int, Volume], value: int | None) -> int:
 def build_cycle_inputs(frames: list[Volume], labels: dict[int, Volume], reference_frame: int = 0, *,
                        myocardium_label: int | None = None, heart_labels: Sequence[int] | None = None,
                        landmarks: Landmarks | None = None, annotated: Trajectories | None = None,
-                       blood_pool_label: int | None = None, rv_label: int | None = None) -> CycleInputs:
+                       blood_pool_label: int | None = None, rv_label: int | None = None,
+                       evaluation_labels: dict[int, Volume] | None = None) -> CycleInputs:
     """Checked :class:`CycleInputs` from label maps (integer values per frame).
 
     ``myocardium_label``: the LV-myocardium value (it must occur in every given label map); ``heart_labels``:
     values whose union, in the reference frame, is the heart mask used for sampling (None: sample around the
     reference myocardium); ``blood_pool_label`` / ``rv_label``: the LV / RV cavity values in the reference frame's
-    label map.
+    label map; ``evaluation_labels``: label maps of frames to score the run against only (their myocardium value
+    must occur in each).
     """
     if not labels:
         raise InputError("no labels given: the reference frame needs at least an LV-myocardium label", option="labels")
@@ -141,8 +152,10 @@ def build_cycle_inputs(frames: list[Volume], labels: dict[int, Volume], referenc
     right_ventricle = None
     if rv_label is not None:
         right_ventricle = _reference_value_mask(labels, reference_frame, [rv_label], "rv_label", "RV cavity")
+    evaluation = {t: label_mask(label, value, name=f"evaluation myocardium (label {value}) of frame {t}")
+                  for t, label in sorted((evaluation_labels or {}).items())}
     return CycleInputs(list(frames), reference_frame, myocardium, heart, landmarks, annotated, blood_pool,
-                       right_ventricle).validate()
+                       right_ventricle, evaluation).validate()
 
 
 def _reference_value_mask(labels: dict[int, Volume], reference_frame: int, values: Sequence[int],
@@ -174,10 +187,13 @@ def read_cycle_inputs(files: InputFiles, reference_frame: int = 0) -> tuple[Cycl
         warnings.simplefilter("always")
         sequence = read_frame_sequence(files.image, reference_frame)
         labels = read_frame_labels(list(files.labels) or None, sequence)
+        evaluation = read_frame_labels(list(files.evaluation_labels), sequence, "evaluation labels") \
+            if files.evaluation_labels else {}
     texts = list(sequence.warnings) + [str(w.message) for w in caught if str(w.message) not in sequence.warnings]
     landmarks = read_landmarks(files.landmarks, reference_frame) if files.landmarks else None
     annotated = read_trajectories_csv(files.landmarks_annotated) if files.landmarks_annotated else None
     inputs = build_cycle_inputs(sequence.frames, labels, reference_frame, myocardium_label=files.myocardium_label,
                                 heart_labels=list(files.heart_label) or None, landmarks=landmarks, annotated=annotated,
-                                blood_pool_label=files.blood_pool_label, rv_label=files.rv_label)
+                                blood_pool_label=files.blood_pool_label, rv_label=files.rv_label,
+                                evaluation_labels=evaluation)
     return inputs, texts

@@ -45,15 +45,16 @@ def absolute_path(path: str | Path | None, base: Path | None = None) -> str | No
     return str((path if path.is_absolute() or base is None else base / path).resolve())
 
 
-def label_spec(item: str | Path, base: Path | None = None) -> str:
+def label_spec(item: str | Path, base: Path | None = None, option: str = "labels") -> str:
     """A label spec with an absolute path (relative paths against ``base``, else the current folder):
-    ``FRAME=PATH`` (FRAME >= 0) keeps its frame; anything else is a path (a 4D label image or a folder)."""
+    ``FRAME=PATH`` (FRAME >= 0) keeps its frame; anything else is a path (a 4D label image or a folder).
+    ``option``: the request field errors name."""
     frame, sep, path = str(item).partition("=")
     if sep and frame.strip().lstrip("-").isdigit():
         if int(frame) < 0:
-            raise InputError(f"label spec {item!r}: frame indices are 0-based, got {frame.strip()}", option="labels")
+            raise InputError(f"label spec {item!r}: frame indices are 0-based, got {frame.strip()}", option=option)
         if not path.strip():
-            raise InputError(f"label spec {item!r} names no file after '='", option="labels")
+            raise InputError(f"label spec {item!r} names no file after '='", option=option)
         return f"{int(frame)}={absolute_path(path, base)}"
     return absolute_path(item, base)
 
@@ -70,7 +71,8 @@ class InputFiles:
     ``blood_pool_label``: the LV-cavity value in the reference label map, for the cardiac function (volumes, EF) and
     the Jacobian penalty inside the cavity (``blood_pool_jacobian``); ``rv_label``: the RV-cavity value in the
     reference label map, which orients the AHA segments of the strain (from the RV insertion; it does not change the
-    registration).
+    registration); ``evaluation_labels``: label specs (as ``labels``) of frames whose myocardium (the same value) is
+    used only to score the run (Dice, HD95 in metrics.csv): never in the loss, never in the sampling mask.
     """
 
     image: str | None = None
@@ -81,11 +83,14 @@ class InputFiles:
     landmarks_annotated: str | None = None
     blood_pool_label: int | None = None
     rv_label: int | None = None
+    evaluation_labels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        labels = (self.labels,) if isinstance(self.labels, str | Path) else tuple(self.labels or ())
         object.__setattr__(self, "image", absolute_path(self.image))
-        object.__setattr__(self, "labels", tuple(label_spec(item) for item in labels))
+        for name in ("labels", "evaluation_labels"):
+            specs = getattr(self, name)
+            specs = (specs,) if isinstance(specs, str | Path) else tuple(specs or ())
+            object.__setattr__(self, name, tuple(label_spec(item, option=name) for item in specs))
         object.__setattr__(self, "landmarks", absolute_path(self.landmarks))
         object.__setattr__(self, "landmarks_annotated", absolute_path(self.landmarks_annotated))
         object.__setattr__(self, "heart_label", tuple(_label_value(v, "heart_label") for v in self.heart_label or ()))
@@ -98,7 +103,7 @@ class InputFiles:
         return {"image": self.image, "labels": list(self.labels) or None, "myocardium_label": self.myocardium_label,
                 "heart_label": list(self.heart_label) or None, "landmarks": self.landmarks,
                 "landmarks_annotated": self.landmarks_annotated, "blood_pool_label": self.blood_pool_label,
-                "rv_label": self.rv_label}
+                "rv_label": self.rv_label, "evaluation_labels": list(self.evaluation_labels) or None}
 
     @classmethod
     def from_dict(cls, data: dict) -> InputFiles:
@@ -269,6 +274,8 @@ class RunRequest:
             argv += ["--blood-pool-label", str(files.blood_pool_label)]
         if files.rv_label is not None:
             argv += ["--rv-label", str(files.rv_label)]
+        if files.evaluation_labels:
+            argv += ["--evaluation-labels", *files.evaluation_labels]
         argv += ["--mode", settings.mode, "--reference-frame", str(settings.reference_frame),
                  "--field-region", settings.field_region, "--field-margin-mm", repr(float(settings.field_margin_mm)),
                  "--chains", str(settings.chains)]
@@ -392,6 +399,10 @@ def add_request_arguments(parser: argparse.ArgumentParser, image: bool = True) -
     inputs.add_argument("--labels", action="append", nargs="+", metavar="SPEC",
                         help="a 4D label image, a folder of per-frame label files, or FRAME=PATH (repeatable) for "
                              "only some frames (0-based); frames without a myocardium label get no SDF term")
+    inputs.add_argument("--evaluation-labels", action="append", nargs="+", metavar="SPEC",
+                        help="label maps used only to score the run (Dice, HD95 of the myocardium, same value as "
+                             "--myocardium-label), never in the loss or the sampling mask: FRAME=PATH (repeatable), "
+                             "a 4D label image or a folder; in a frame that has both, these are scored")
     inputs.add_argument("--myocardium-label", type=int, metavar="N",
                         help="LV-myocardium value in the label maps (default: their only non-zero value)")
     inputs.add_argument("--blood-pool-label", type=int, metavar="N",
@@ -433,7 +444,7 @@ def request_changes(args: argparse.Namespace) -> dict:
     changes: dict = {}
     for name in (*INPUT_FIELDS, *CYCLE_FIELDS, "preset"):
         value = getattr(args, name, None)
-        if name == "labels" and value:
+        if name in ("labels", "evaluation_labels") and value:
             value = [item for group in value for item in group]
         if value is not None:
             changes[name] = value
