@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from baselines import MRI_OPTIONS
-from benchmark_report import machine_description, update_section
+from benchmark_report import machine_description, publish
 from INRCardiacRegistrationLib.core.masks import label_mask, sampling_mask
 from INRCardiacRegistrationLib.core.metrics import dice
 from INRCardiacRegistrationLib.core.volume import Volume
@@ -91,9 +91,7 @@ def main() -> int:
                       f"top of `{args.base}`; the ED -> ES pair alone, from scratch; Dice of the ED myocardium "
                       "propagated to ES against the expert ES label.", "",
                       "    python benchmarks/acdc_pairs.py --write-docs", "", *lines])
-    print(text)
-    if args.write_docs:
-        update_section("ACDC cine MRI: ED -> ES pair screening", text)
+    publish("ACDC cine MRI: ED -> ES pair screening", text, args.write_docs)
     return 0
 
 

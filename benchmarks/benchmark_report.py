@@ -46,6 +46,13 @@ def register_or_reuse(argv: list[str], run_dir: Path) -> float:
     return time.perf_counter() - started
 
 
+def publish(title: str, text: str, write_docs: bool) -> None:
+    """Print a benchmark's ``text`` and, with ``write_docs``, make it the ``## title`` section of docs/benchmarks.md."""
+    print(text)
+    if write_docs:
+        update_section(title, text)
+
+
 def update_section(title: str, body: str, path: Path = DOCS) -> Path:
     """Replace (or append) the ``## title`` section of docs/benchmarks.md with ``body``."""
     text = path.read_text() if path.exists() else HEADER

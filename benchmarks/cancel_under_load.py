@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from benchmark_report import machine_description, update_section
+from benchmark_report import machine_description, publish
 from INRCardiacRegistrationLib.cycle.run_folder import RunFolder
 from INRCardiacRegistrationLib.phantom.config import PhantomConfig
 from INRCardiacRegistrationLib.phantom.files import generate_phantom
@@ -101,9 +101,7 @@ def main() -> int:
     lines += ["", f"CLI cancel (SIGINT) at the paper preset on the CPU, during the first pair: the worker ended "
               f"{seconds:.2f} s after the signal with exit code {code} (130: cancelled, recorded by itself)."]
     text = "\n".join(lines)
-    print(text)
-    if args.write_docs:
-        update_section("Cancel under load (cpu)", text)
+    publish("Cancel under load (cpu)", text, args.write_docs)
     return 0 if all(ok for _, ok, _, _ in rounds) else 1
 
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from benchmark_report import machine_description, update_section
+from benchmark_report import machine_description, publish
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,9 +81,7 @@ def main() -> int:
         lines.append(f"| {name} | {row['seconds']:.1f} | {base / row['seconds']:.2f}x | {row['run_seconds']} | "
                      f"{row['dice']:.3f} | {row['tre_mm']:.3f} | {row['dense_error_mm']:.3f} |")
     text = "\n".join(lines)
-    print(text)
-    if args.write_docs:
-        update_section("Demo wall time against the speed issue's baseline (cpu)", text)
+    publish("Demo wall time against the speed issue's baseline (cpu)", text, args.write_docs)
     return 0
 
 

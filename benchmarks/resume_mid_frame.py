@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from benchmark_report import machine_description, update_section
+from benchmark_report import machine_description, publish
 from INRCardiacRegistrationLib.cycle.run_folder import RunFolder
 from INRCardiacRegistrationLib.fileio.displacement_field import read_displacement_field
 from INRCardiacRegistrationLib.phantom.config import PhantomConfig
@@ -125,9 +125,7 @@ def main() -> int:
               f"{'identical' if same_metrics else 'DIFFERENT'}; transform files bit for bit identical: "
               f"{same_fields} of {frames}."]
     text = "\n".join(lines)
-    print(text)
-    if args.write_docs:
-        update_section("Resume in the middle of a frame (cpu)", text)
+    publish("Resume in the middle of a frame (cpu)", text, args.write_docs)
     return 0 if same_metrics and same_fields == frames else 1
 
 
