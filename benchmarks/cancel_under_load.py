@@ -28,10 +28,13 @@ from INRCardiacRegistrationLib.phantom.config import PhantomConfig
 from INRCardiacRegistrationLib.phantom.files import generate_phantom
 
 ROOT = Path(__file__).resolve().parents[1]
-# the two that failed on a loaded machine (issue 18), and the CLI's own SIGTERM cancel
+# the two that failed on a loaded machine (issue 18), the CLI's own SIGTERM cancel, and the cancels in the middle of
+# a pair whose resume goes on from the saved training state (through the API, both modes, and with SIGINT)
 TESTS = ["Testing/cycle/test_worker_process.py::test_cancel_ends_the_whole_tree_and_keeps_finished_frames",
          "Testing/mrml/test_scene_registration.py::test_cancel_keeps_finished_frames_in_the_scene_and_resume_completes",
-         "Testing/cycle/test_driver.py::test_sigterm_cancels_cleanly"]
+         "Testing/cycle/test_driver.py::test_sigterm_cancels_cleanly",
+         "Testing/cycle/test_driver.py::test_a_frame_stopped_part_way_goes_on_from_its_saved_state",
+         "Testing/cycle/test_driver.py::test_sigint_mid_frame_then_resume_trains_only_what_was_left"]
 
 
 def _spin() -> None:
@@ -39,8 +42,9 @@ def _spin() -> None:
         pass
 
 
-def cli_cancel_seconds(out: Path) -> tuple[float, int, float]:
-    """(seconds from SIGINT to the worker's end, exit code, seconds to the first iteration) at the paper preset."""
+def cli_cancel_seconds(out: Path) -> tuple[float, int, float, int | None]:
+    """(seconds from SIGINT to the worker's end, exit code, seconds to the first iteration, the iteration whose
+    training state the worker saved on the way out) at the paper preset."""
     phantom = out / "phantom"
     if not (phantom / "manifest.json").is_file():
         generate_phantom(phantom, PhantomConfig())
@@ -61,7 +65,9 @@ def cli_cancel_seconds(out: Path) -> tuple[float, int, float]:
     asked = time.monotonic()
     process.send_signal(signal.SIGINT)
     code = process.wait(timeout=600)
-    return time.monotonic() - asked, code, first
+    seconds = time.monotonic() - asked
+    saved = [e["iteration"] for e in run.read_events() if e.get("event") == "state_saved"]
+    return seconds, code, first, saved[-1] if saved else None
 
 
 def main() -> int:
@@ -87,9 +93,9 @@ def main() -> int:
                   f"{rounds[-1][2]:.0f} s: {last}", flush=True)
             if result.returncode != 0:
                 print(result.stdout[-4000:], flush=True)
-        seconds, code, first = cli_cancel_seconds(args.out)
+        seconds, code, first, saved = cli_cancel_seconds(args.out)
         print(f"CLI cancel at the paper preset: {seconds:.2f} s after SIGINT, exit code {code} (first iteration "
-              f"event after {first:.0f} s)", flush=True)
+              f"event after {first:.0f} s; training state saved at iteration {saved})", flush=True)
     finally:
         for hog in hogs:
             hog.terminate()
@@ -99,7 +105,8 @@ def main() -> int:
              f"{load:.1f}.", "", "| round | cancel and resume tests | seconds |", "|---|---|---|"]
     lines += [f"| {n} | {'passed' if ok else 'FAILED'} ({last}) | {s:.0f} |" for n, ok, s, last in rounds]
     lines += ["", f"CLI cancel (SIGINT) at the paper preset on the CPU, during the first pair: the worker ended "
-              f"{seconds:.2f} s after the signal with exit code {code} (130: cancelled, recorded by itself)."]
+              f"{seconds:.2f} s after the signal with exit code {code} (130: cancelled, recorded by itself), having "
+              f"saved the pair's training state at iteration {saved} (what --resume goes on from)."]
     text = "\n".join(lines)
     publish("Cancel under load (cpu)", text, args.write_docs)
     return 0 if all(ok for _, ok, _, _ in rounds) else 1
