@@ -28,11 +28,11 @@ def write(path, text):
 def test_rows_become_patients_with_absolute_paths_and_their_options(tmp_path):
     (tmp_path / "cohort").mkdir()
     manifest = write(tmp_path / "cohort" / "m.csv",
-                     "patient,image,labels,landmarks,landmarks_annotated,options,age\n"
-                     "P-01,ct/p1.nii.gz,lab/p1.nii.gz,,,\"--alpha 1 --heart-label 1 2\",63\n"
-                     "# a comment row,,,,,,\n"
+                     "patient,image,labels,landmarks,landmarks_annotated,options,age,evaluation_labels\n"
+                     "P-01,ct/p1.nii.gz,lab/p1.nii.gz,,,\"--alpha 1 --heart-label 1 2\",63,\n"
+                     "# a comment row,,,,,,,\n"
                      "\n"
-                     "P.02,/data/p2,0=/data/l0.nii.gz; 5=seg/l5.nii.gz,lm/p2.mrk.json,lm/p2.csv,,70\n")
+                     "P.02,/data/p2,0=/data/l0.nii.gz; 5=seg/l5.nii.gz,lm/p2.mrk.json,lm/p2.csv,,70,5=es/p2.nii.gz\n")
     first, second = read_manifest(manifest, ["--preset", "fast", "--alpha", "0.5"])
     base = (tmp_path / "cohort").resolve()
     assert first.patient == "P-01" and first.image == str(base / "ct" / "p1.nii.gz")
@@ -45,6 +45,8 @@ def test_rows_become_patients_with_absolute_paths_and_their_options(tmp_path):
     assert second.request.inputs.labels == ("0=/data/l0.nii.gz", f"5={base / 'seg' / 'l5.nii.gz'}")
     assert second.request.inputs.landmarks == str(base / "lm" / "p2.mrk.json")
     assert second.request.inputs.landmarks_annotated == str(base / "lm" / "p2.csv")
+    assert second.request.inputs.evaluation_labels == (f"5={base / 'es' / 'p2.nii.gz'}",)
+    assert first.request.inputs.evaluation_labels == ()
     assert second.row == 5
 
 
@@ -57,6 +59,7 @@ def test_rows_become_patients_with_absolute_paths_and_their_options(tmp_path):
     ("patient,image,options\na,b,--alfa 1\n", "unrecognized arguments: --alfa"),
     ("patient,image,options\na,b,--alpha 2\n", "alpha"),
     ("patient,image,options\na,b,--labels x.nii.gz\n", "labels column"),
+    ("patient,image,options\na,b,--evaluation-labels 1=x.nii.gz\n", "evaluation_labels column"),
     ("patient,image,options\na,b,--resume\n", "--resume is set by the batch"),
     ("patient,image,options\na,b,--out elsewhere\n", "--out is set by the batch"),
     ("patient,image,options\na,b,--landmarks x.mrk.json\n", "--landmarks is set by the landmarks column"),

@@ -8,6 +8,8 @@ Columns (header row required; order free; other columns, e.g. clinical notes, ar
     labels               optional; a 4D label image, a folder, or ``FRAME=PATH`` items separated by ``;``
     landmarks            optional; reference-frame landmarks (.mrk.json, .fcsv, CSV; LPS mm)
     landmarks_annotated  optional; CSV frame,landmark,x,y,z (LPS mm) of annotated positions, for TRE
+    evaluation_labels    optional; labels that only score the run (Dice, HD95 in metrics.csv), never used by it: as
+                         ``labels`` (e.g. the ES frame's expert label, ``11=es.nii.gz``)
     options              optional; ``register`` options for this patient only, shell-quoted as on the
                          command line (label values, alpha, preset ...); they come after the batch's common
                          options and win over them
@@ -32,11 +34,12 @@ from ..core.text_files import read_text
 from ..core.vocabulary import InputError
 from ..cycle.request import InputFiles, RunRequest, absolute_path, label_spec
 
-COLUMNS = ("patient", "image", "labels", "landmarks", "landmarks_annotated", "options")
+COLUMNS = ("patient", "image", "labels", "landmarks", "landmarks_annotated", "evaluation_labels", "options")
 _PATIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # request fields that the manifest's columns set (the worker's own options are the batch's: always refused)
 _RESERVED = {"image": "the image column", "labels": "the labels column", "landmarks": "the landmarks column",
-             "landmarks_annotated": "the landmarks_annotated column"}
+             "landmarks_annotated": "the landmarks_annotated column",
+             "evaluation_labels": "the evaluation_labels column"}
 
 
 @dataclass(frozen=True)
@@ -62,8 +65,8 @@ def split_options(text: str | None, where: str) -> tuple[str, ...]:
         raise InputError(f"{where}: cannot split options {text!r}: {error}") from None
 
 
-def _labels(text: str, base: Path) -> tuple[str, ...]:
-    return tuple(label_spec(item, base) for item in (part.strip() for part in text.split(";")) if item)
+def _labels(text: str, base: Path, option: str = "labels") -> tuple[str, ...]:
+    return tuple(label_spec(item, base, option) for item in (part.strip() for part in text.split(";")) if item)
 
 
 def read_manifest(path: str | Path, common_options: list[str] | tuple[str, ...] = ()) -> list[CohortPatient]:
@@ -105,7 +108,8 @@ def read_manifest(path: str | Path, common_options: list[str] | tuple[str, ...] 
         files = InputFiles(image=absolute_path(row["image"], base), labels=_labels(row.get("labels", ""), base),
                            landmarks=absolute_path(row["landmarks"], base) if row.get("landmarks") else None,
                            landmarks_annotated=absolute_path(row["landmarks_annotated"], base)
-                           if row.get("landmarks_annotated") else None)
+                           if row.get("landmarks_annotated") else None,
+                           evaluation_labels=_labels(row.get("evaluation_labels", ""), base, "evaluation_labels"))
         request = RunRequest(files).with_options([*common_options, *options], where, _RESERVED, "the batch")
         patients.append(CohortPatient(patient=patient, request=request, options=options, row=number))
     if not patients:
