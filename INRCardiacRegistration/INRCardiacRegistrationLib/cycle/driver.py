@@ -196,7 +196,6 @@ class _CycleRun:
         self.mask_nodes = local[:, 0] + size[0] * (local[:, 1] + size[1] * local[:, 2])
         self.tracking = _Tracking()
         self.clock = EtaClock()
-        self.save_every_s = TRAINING_STATE_EVERY_S
         self.last_finished: int | None = None
         self.margin_warned = False
 
@@ -367,15 +366,14 @@ class _CycleRun:
                                  mask=mask, blood_pool=inputs.blood_pool if fixed == self.reference else None,
                                  initial=initial, coordinates=self.coordinates, progress=on_progress,
                                  cancel=self.stop_requested, resume_from=resume_from, save_state=save_state,
-                                 save_every_s=self.save_every_s)
+                                 save_every_s=TRAINING_STATE_EVERY_S)
 
         threads = self.threads if frame == self.order[0] else self.warm_start_threads  # the same on resume
         try:
             with torch_threads(threads):
-                saved = self.saved_state(frame)
-                try:
-                    result = train(saved)
-                except StaleTrainingState as stale:  # made for other inputs, warm start or device, or torn
+                try:  # from the state the pair saved when it was stopped, if any
+                    result = train(PairTrainingState.load(state_path) if state_path.exists() else None)
+                except StaleTrainingState as stale:  # made for other inputs, warm start or device, or unreadable
                     self.session.emit("warning", frame=frame, text=f"frame {frame} starts over: {stale}")
                     state_path.unlink(missing_ok=True)
                     result = train(None)
@@ -390,19 +388,6 @@ class _CycleRun:
                 clock.warm_used += len(result.loss_history)
             self.untrained.discard(frame)
         return result
-
-    def saved_state(self, frame: int) -> PairTrainingState | None:
-        """The state ``frame``'s pair saved when it was stopped, if any (an unreadable one is reported and
-        ignored: the pair starts over)."""
-        path = self.run.training_state_path(frame)
-        if not path.exists():
-            return None
-        try:
-            return PairTrainingState.load(path)
-        except InputError as error:
-            self.session.emit("warning", frame=frame, text=f"frame {frame} starts over: {error}")
-            path.unlink(missing_ok=True)
-            return None
 
     def run_chain(self, frames: list[int], initial: PairRegistration | None,
                   finisher: FrameFinisher) -> PairRegistration | None:

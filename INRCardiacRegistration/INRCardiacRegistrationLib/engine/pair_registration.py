@@ -7,6 +7,7 @@ fixed frame's sampling mask: ``(1 - alpha)(-NCC(image)) + alpha(-NCC(SDF)) + lam
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -173,19 +174,26 @@ def register_pair(
     losses: list[torch.Tensor] = []
     started = time.perf_counter()
     done = 0  # iterations already trained (a resumed pair)
-    key = None
-    if resume_from is not None or save_state is not None:
-        key = {"fixed": fixed.digest(), "moving": moving.digest(), "mask": mask.digest(),
-               "fixed_label": None if fixed_label is None else fixed_label.digest(),
-               "moving_label": None if moving_label is None else moving_label.digest(),
-               "blood_pool": None if pool_sampler is None else blood_pool.digest(),
-               "coordinates": coordinates.to_dict(),
-               # the settings that shape the training, not where it runs or what it reports; the device type, as
-               # each kind of device has its own generator (and its own rounding)
-               "config": {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_STATE_KEY},
-               "device": device.type, "initial": network_digest(None if initial is None else network)}
+    # the warm start as it is now (the network trains from here on)
+    wants_state = resume_from is not None or save_state is not None
+    initial_digest = network_digest(network) if initial is not None and wants_state else None
+
+    @functools.cache
+    def state_key() -> dict:
+        """What identifies this pair's training state; computed only when a state is saved or resumed (hashing the
+        images takes time on a large scan)."""
+        return {"fixed": fixed.digest(), "moving": moving.digest(), "mask": mask.digest(),
+                "fixed_label": None if fixed_label is None else fixed_label.digest(),
+                "moving_label": None if moving_label is None else moving_label.digest(),
+                "blood_pool": None if pool_sampler is None else blood_pool.digest(),
+                "coordinates": coordinates.to_dict(),
+                # the settings that shape the training, not where it runs or what it reports; the device type, as
+                # each kind of device has its own generator (and its own rounding)
+                "config": {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_STATE_KEY},
+                "device": device.type, "initial": initial_digest}
+
     if resume_from is not None:
-        resume_from.require_key(key)
+        resume_from.require_key(state_key())
         if not 0 < resume_from.iteration < config.iterations or len(resume_from.losses) != resume_from.iteration:
             raise StaleTrainingState(f"a saved training state at iteration {resume_from.iteration} of "
                                      f"{config.iterations} with {len(resume_from.losses)} losses cannot be resumed")
@@ -203,7 +211,7 @@ def register_pair(
 
     def state() -> PairTrainingState:
         return PairTrainingState(
-            key=key, iteration=len(losses),
+            key=state_key(), iteration=len(losses),
             network={k: v.detach().cpu().clone() for k, v in network.state_dict().items()},
             optimizer=_to_cpu(optimizer.state_dict()), generator=generator.get_state().cpu(),
             losses=torch.stack(losses).cpu() if losses else torch.zeros(0),

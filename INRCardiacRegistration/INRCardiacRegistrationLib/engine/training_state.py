@@ -34,7 +34,8 @@ def network_digest(network: torch.nn.Module | None) -> str | None:
 
 
 class StaleTrainingState(InputError):
-    """A saved training state belongs to another pair (other inputs, configuration or warm start)."""
+    """A saved training state that cannot be used: made for another pair (other inputs, configuration, warm start
+    or device), or not readable (a torn or foreign file). The pair starts over."""
 
 
 @dataclass
@@ -49,12 +50,12 @@ class PairTrainingState:
     losses: torch.Tensor              # (iteration,) float32, the loss of every iteration so far
     seconds: float                    # training seconds so far (every session of this pair)
 
-    def require_key(self, key: dict, what: str = "the pair") -> None:
+    def require_key(self, key: dict) -> None:
         """Raise :class:`StaleTrainingState` unless this state was saved by a pair with ``key``."""
         if self.key != key:
             differs = sorted(name for name in set(self.key) | set(key) if self.key.get(name) != key.get(name))
             raise StaleTrainingState(f"the saved training state (iteration {self.iteration}) was made for another "
-                                     f"pair than {what} (different {', '.join(differs)})")
+                                     f"pair (different {', '.join(differs)})")
 
     def to_dict(self) -> dict:
         return {"format": TRAINING_STATE_FORMAT, "key": self.key, "iteration": int(self.iteration),
@@ -69,18 +70,21 @@ class PairTrainingState:
 
     @classmethod
     def load(cls, path: str | Path) -> PairTrainingState:
-        """Read a state written by :meth:`save`; InputError when the file is not one (or is damaged)."""
+        """Read a state written by :meth:`save`; :class:`StaleTrainingState` when the file is not one (or is
+        damaged)."""
         try:
             data = torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError:
             raise
         except Exception as error:  # noqa: BLE001 - a torn or foreign file: the caller starts the pair over
-            raise InputError(f"{path} is not a readable training state: {type(error).__name__}: {error}") from error
+            raise StaleTrainingState(f"{path} is not a readable training state: {type(error).__name__}: "
+                                     f"{error}") from error
         if not isinstance(data, dict) or data.get("format") != TRAINING_STATE_FORMAT:
-            raise InputError(f"{path} is not an inr-cardiac pair training state")
+            raise StaleTrainingState(f"{path} is not an inr-cardiac pair training state")
         try:
             return cls(key=data["key"], iteration=int(data["iteration"]), network=data["network"],
                        optimizer=data["optimizer"], generator=data["generator"], losses=data["losses"],
                        seconds=float(data["seconds"]))
         except (KeyError, TypeError, ValueError) as error:
-            raise InputError(f"{path} is not a readable training state: {type(error).__name__}: {error}") from error
+            raise StaleTrainingState(f"{path} is not a readable training state: {type(error).__name__}: "
+                                     f"{error}") from error
