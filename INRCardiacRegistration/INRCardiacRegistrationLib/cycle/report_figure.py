@@ -136,12 +136,26 @@ def _plot_metric(ax, data: RunData, values: np.ndarray, entry: Metric, title: st
 
 
 # --- the figure: landmark paths -----------------------------------------------------------------------
-# The paths are drawn in the three anatomical views, oriented as the overlay slices: (view, horizontal LPS component
-# and sign, its axis text, vertical LPS component and sign, its axis text). Positions relative to the mean of all.
-_PATH_VIEWS = (("axial, from the feet", 0, 1, "right  <- mm ->  left", 1, -1, "posterior  <- mm ->  anterior"),
-               ("coronal, from the front", 0, 1, "right  <- mm ->  left", 2, 1, "inferior  <- mm ->  superior"),
-               ("sagittal, from the left", 1, 1, "anterior  <- mm ->  posterior", 2, 1,
-                "inferior  <- mm ->  superior"))
+# The paths are drawn in the three anatomical views, oriented as the overlay slices (_PLANE_DISPLAY; a plot's
+# vertical axis points up where an image's rows point down). Positions relative to the mean of all.
+_LPS_ENDS = (("right", "left"), ("anterior", "posterior"), ("inferior", "superior"))  # each LPS axis: - and + end
+_VIEW_TITLES = {"axial": "axial, from the feet", "coronal": "coronal, from the front",
+                "sagittal": "sagittal, from the left"}
+
+
+def _axis_text(component: int, sign: int) -> str:
+    """``right  <- mm ->  left``: the LPS ``component`` along a plot axis that increases with ``sign`` times it."""
+    low, high = _LPS_ENDS[component] if sign > 0 else _LPS_ENDS[component][::-1]
+    return f"{low}  <- mm ->  {high}"
+
+
+def _path_view(plane: str) -> tuple[str, int, int, str, int, int, str]:
+    """(title, horizontal LPS component, its sign, its axis text, vertical component, its sign, its axis text)."""
+    h, h_sign, v, v_down = _PLANE_DISPLAY[plane]
+    return _VIEW_TITLES[plane], h, h_sign, _axis_text(h, h_sign), v, -v_down, _axis_text(v, -v_down)
+
+
+_PATH_VIEWS = tuple(_path_view(plane) for plane in _PLANE_ORDER)
 MAX_COLOURED_LANDMARKS = 10  # the landmarks that move most get a colour and a legend entry; the others are grey
 
 
