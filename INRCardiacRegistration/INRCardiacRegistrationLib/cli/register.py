@@ -116,17 +116,18 @@ def run_request(request: RunRequest, run_dir: str | Path, options: WorkerOptions
     def say_waiting(holder: str) -> None:
         print(f"{PROG}: {run_dir} is in use ({holder}); waiting up to {options.lock_wait_s:g} s", file=sys.stderr)
 
-    carried = None
+    reference = None
     if inputs.blood_pool is not None:  # the cavity and AHA segments go along the myocardium's inverse map
         from ..function.cardiac_function import function_reference
 
-        carried = function_reference(inputs.blood_pool, inputs.myocardium[inputs.reference_frame],
-                                     inputs.right_ventricle).carried_labels()
+        reference = function_reference(inputs.blood_pool, inputs.myocardium[inputs.reference_frame],
+                                       inputs.right_ventricle)
     try:
         with cancel_on_signals(event):
             result = register_cycle(inputs, request, run_dir, resume=options.resume, warnings_text=texts,
                                     progress=progress, cancel=event, lock_wait_s=options.lock_wait_s,
-                                    lock_waiting=say_waiting, carried_labels=carried)
+                                    lock_waiting=say_waiting,
+                                    carried_labels=None if reference is None else reference.carried_labels())
     except LockBusy as busy:
         if event.is_set():
             print(f"{PROG}: cancelled while waiting for the run folder (nothing written)", file=sys.stderr)
@@ -136,7 +137,7 @@ def run_request(request: RunRequest, run_dir: str | Path, options: WorkerOptions
         return ExitCode.FAILED
     except CycleFailed as failure:
         progress.close()
-        finish_run_outputs(run_folder, inputs, report=False)
+        finish_run_outputs(run_folder, inputs, report=False, reference=reference)
         print(f"{PROG}: run failed: {failure} (finished frames are kept; see {run_folder.run_json}; continue with "
               "--resume)", file=sys.stderr)
         return ExitCode.FAILED
@@ -147,7 +148,7 @@ def run_request(request: RunRequest, run_dir: str | Path, options: WorkerOptions
         with cancel_on_signals(event):  # a second signal meanwhile does not kill it half-way
             finish_run_outputs(run_folder, inputs, report=False, function=False)
     else:  # a finished run: Ctrl-C or SIGTERM while its outputs are written ends it (the run stays finished)
-        finish_run_outputs(run_folder, inputs, report=options.report)
+        finish_run_outputs(run_folder, inputs, report=options.report, reference=reference)
     print(run_folder.summary_txt.read_text(encoding="utf-8"), end="")
     if cancelled:
         print(f"{PROG}: cancelled; continue with: {PROG} --resume --out {run_dir}", file=sys.stderr)
@@ -155,10 +156,11 @@ def run_request(request: RunRequest, run_dir: str | Path, options: WorkerOptions
     return ExitCode.FINISHED
 
 
-def finish_run_outputs(run_folder, inputs, report: bool = True, function: bool = True) -> None:
+def finish_run_outputs(run_folder, inputs, report: bool = True, function: bool = True, reference=None) -> None:
     """``summary.txt``, (unless ``report`` is False) ``report.png`` and, when ``function`` is True, the LV blood pool
     is known and every frame is finished, the cardiac function (``function.json``, ``function.csv``,
-    ``strain_segments.csv``) of a run, from its folder and inputs."""
+    ``strain_segments.csv``) of a run, from its folder and inputs. ``reference``: the inputs'
+    :func:`..function.cardiac_function.function_reference` when the caller has it (not computed again)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from ..cycle.report_figure import write_report
@@ -174,7 +176,8 @@ def finish_run_outputs(run_folder, inputs, report: bool = True, function: bool =
         if function and inputs.blood_pool is not None and \
                 len(run_folder.finished_records(inputs.frame_count)) == inputs.frame_count:
             measured = measure_function(run_folder, inputs.blood_pool, inputs.myocardium[inputs.reference_frame],
-                                        inputs.reference_frame, right_ventricle=inputs.right_ventricle)
+                                        inputs.reference_frame, right_ventricle=inputs.right_ventricle,
+                                        reference=reference)
         if drawn is not None:
             drawn.result()
     summary = run_summary(run_folder, inputs.annotated)

@@ -248,7 +248,8 @@ def function_reference(blood_pool: Volume, myocardium: Volume, right_ventricle: 
 
 def measure_function(run: RunFolder, blood_pool: Volume, myocardium: Volume, reference_frame: int,
                      es_frame_given: int | None = None, right_ventricle: Volume | None = None,
-                     anterior_insertion_mm: np.ndarray | None = None, write_segments: bool = True) -> CardiacFunction:
+                     anterior_insertion_mm: np.ndarray | None = None, write_segments: bool = True,
+                     reference: FunctionReference | None = None) -> CardiacFunction:
     """The cardiac function of the finished frames of ``run``. ``blood_pool`` and ``myocardium``: the reference
     frame's LV cavity and myocardium (boolean, on the reference grid); ``right_ventricle`` (same) or a point on the
     anterior RV insertion (LPS mm) orient the AHA segments (:mod:`.lv_frame`). ``write_segments``: also write the
@@ -257,7 +258,8 @@ def measure_function(run: RunFolder, blood_pool: Volume, myocardium: Volume, ref
 
     A frame whose record says the run carried this very cavity (and segment map) into it (``carried_labels`` of
     :func:`..cycle.driver.register_cycle`, same digest) takes them from its files; any other frame inverts its
-    written field here (the same voxels either way)."""
+    written field here (the same voxels either way). ``reference``: the :func:`function_reference` of these same
+    arguments when the caller already has it (the one whose labels the run carried); it is not computed again."""
     info = run.read_run_info()
     frame_count = int(info["frames"])
     finished = sorted(run.finished_records(frame_count))
@@ -266,7 +268,8 @@ def measure_function(run: RunFolder, blood_pool: Volume, myocardium: Volume, ref
     if es_frame_given is not None and not 0 <= es_frame_given < frame_count:
         raise InputError(f"the ES frame {es_frame_given} is outside the run's frames 0..{frame_count - 1}",
                          option="es_frame")
-    reference = function_reference(blood_pool, myocardium, right_ventricle, anterior_insertion_mm, write_segments)
+    if reference is None:
+        reference = function_reference(blood_pool, myocardium, right_ventricle, anterior_insertion_mm, write_segments)
     cavity, grid, annulus, lv_frame = reference.cavity, reference.grid, reference.annulus, reference.lv_frame
     points, segment_map, notes = reference.points, reference.segment_map, list(reference.notes)
     sequential = info.get("mode") == "sequential"
