@@ -18,6 +18,7 @@ import numpy as np
 
 from ..core.masks import volume_ml
 from ..core.vocabulary import InputError
+from ..cycle.report_data import float_or_nan
 from ..cycle.run_folder import RunFolder
 from ..engine.displacement_map import SampledDisplacementMap
 from ..fileio.displacement_field import read_displacement_field
@@ -53,7 +54,7 @@ def evaluate_run_on_phantom(run: RunFolder, phantom: Phantom) -> dict:
         dense = np.linalg.norm(field.map_points(points) - ground_truth_map(points, frame, config), axis=1)
         tre = np.linalg.norm(field.map_points(landmarks) - ground_truth_map(landmarks, frame, config), axis=1)
         rows.append({"frame": frame, "dice": row["dice"], "hd95_mm": row["hd95_mm"],
-                     "hd95_subvoxel_mm": _number(row.get("hd95_subvoxel_mm")),
+                     "hd95_subvoxel_mm": float_or_nan(row.get("hd95_subvoxel_mm")),  # NaN: an older run
                      "landmark_tre_mm": float(tre.mean()),
                      "coronary_tre_mm": float(tre[coronary].mean()) if coronary.any() else math.nan,
                      "dense_error_mm": float(dense.mean()), "dense_error_p95_mm": float(np.percentile(dense, 95)),
@@ -74,11 +75,6 @@ def _mean_of_finite(values: list[float]) -> float:
     """The mean of the finite values (NaN when there is none: no frame, or a column a run did not have)."""
     finite = [v for v in values if v is not None and math.isfinite(v)]
     return float(np.mean(finite)) if finite else math.nan
-
-
-def _number(value) -> float:
-    """A metrics value as a float (NaN for a missing one: a run from before that column)."""
-    return math.nan if value is None else float(value)
 
 
 def _function_against_truth(run: RunFolder, phantom: Phantom) -> dict:
