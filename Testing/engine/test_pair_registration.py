@@ -6,6 +6,7 @@ import threading
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 from helpers import SMALL
 from INRCardiacRegistrationLib.core.metrics import dice
 from INRCardiacRegistrationLib.engine.pair_registration import RegistrationCancelled, register_pair
@@ -127,3 +128,23 @@ def test_jacobian_penalty_on_a_subset_of_points(pair, pair_mask):
     assert np.all(result.jacobian_determinant_on_grid() > 0)
     with pytest.raises(ValueError, match="'jacobian_points'"):
         SMALL.replace(jacobian_points=-1)
+
+
+def test_tail_average_is_the_mean_of_the_last_iterates(pair, pair_mask):
+    """tail_average n: the result's weights are the mean of the networks after the last n iterations. Oracle: the
+    same pair trained for N, N-1, ... N-n+1 iterations without averaging (a shorter pair follows the same steps),
+    its weights averaged here; plus a pair shorter than n, which averages all its iterates."""
+    config = SMALL.replace(alpha=0.0, iterations=12, points=500, width=32)
+    averaged = register_pair(pair.fixed, pair.moving, mask=pair_mask, config=config.replace(tail_average=3))
+    lasts = [register_pair(pair.fixed, pair.moving, mask=pair_mask, config=config.replace(iterations=count))
+             for count in (10, 11, 12)]
+    assert averaged.loss_history == lasts[-1].loss_history  # averaging does not change the training
+    for name, value in averaged.network.state_dict().items():
+        expected = torch.stack([last.network.state_dict()[name] for last in lasts]).mean(dim=0)
+        torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-7, msg=name)
+    assert not torch.equal(averaged.network.output.weight, lasts[-1].network.output.weight)
+    short = register_pair(pair.fixed, pair.moving, mask=pair_mask, config=config.replace(iterations=2, tail_average=5))
+    firsts = [register_pair(pair.fixed, pair.moving, mask=pair_mask, config=config.replace(iterations=count))
+              for count in (1, 2)]
+    expected = (firsts[0].network.output.weight + firsts[1].network.output.weight) / 2
+    torch.testing.assert_close(short.network.output.weight, expected, rtol=1e-5, atol=1e-7)

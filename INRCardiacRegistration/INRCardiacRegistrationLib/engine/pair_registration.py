@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -119,6 +120,8 @@ def register_pair(
         config: hyper-parameters (default: the paper's).
         initial: warm start from a previous registration or network (same width/depth/omega). Only a warm-started
             pair stops at its loss plateau (``config.plateau_window``); one from scratch runs all its iterations.
+            With ``config.tail_average`` n > 1 the returned network is the mean of the weights after the last n
+            iterations (or all of them, when fewer were trained).
         coordinates: normalised coordinate frame to use (default: around the sampling mask).
         progress: called every ``config.progress_every`` iterations and at the end (when the plateau rule ends the
             pair early, the last report's ``iterations`` is the iteration it stopped at).
@@ -172,6 +175,8 @@ def register_pair(
     scale = coordinates.scale_mm
 
     losses: list[torch.Tensor] = []
+    # the weights after each of the last tail_average iterations, flattened (Polyak averaging)
+    tail: deque[torch.Tensor] | None = deque(maxlen=config.tail_average) if config.tail_average > 1 else None
     started = time.perf_counter()
     done = 0  # iterations already trained (a resumed pair)
     # the warm start as it is now (the network trains from here on)
@@ -201,6 +206,8 @@ def register_pair(
             network.load_state_dict(resume_from.network)
             optimizer.load_state_dict(resume_from.optimizer)
             generator.set_state(resume_from.generator)
+            if tail is not None:
+                tail.extend(resume_from.tail.to(device=device, dtype=torch.float32).unbind())
         except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as error:
             raise StaleTrainingState(f"the saved training state does not fit this pair: {type(error).__name__}: "
                                      f"{error}") from error
@@ -215,7 +222,8 @@ def register_pair(
             network={k: v.detach().cpu().clone() for k, v in network.state_dict().items()},
             optimizer=_to_cpu(optimizer.state_dict()), generator=generator.get_state().cpu(),
             losses=torch.stack(losses).cpu() if losses else torch.zeros(0),
-            seconds=time.perf_counter() - started)
+            seconds=time.perf_counter() - started,
+            tail=torch.stack(list(tail)).cpu() if tail else torch.zeros(0))
 
     # Only a warm-started pair, which starts near its answer, may stop at a plateau: a pair trained from scratch
     # levels off after its first fast fall long before it is done (phantom ED -> ES: 1.29 mm dense error at its
@@ -274,6 +282,8 @@ def register_pair(
         terms["loss"].backward()
         optimizer.step()
         losses.append(terms["loss"].detach())
+        if tail is not None:
+            tail.append(torch.nn.utils.parameters_to_vector(network.parameters()).detach().clone())
         stop = plateau is not None and iteration < config.iterations and plateau.converged(losses)
         if iteration % config.progress_every == 0 or iteration == config.iterations or stop:
             if not torch.isfinite(losses[-1]):
@@ -287,6 +297,9 @@ def register_pair(
         if stop:
             break
 
+    if tail:
+        with torch.no_grad():
+            torch.nn.utils.vector_to_parameters(torch.stack(list(tail)).mean(dim=0), network.parameters())
     seconds = time.perf_counter() - started
     history = torch.stack(losses).cpu().numpy().astype(float).tolist() if losses else []
     network.eval()

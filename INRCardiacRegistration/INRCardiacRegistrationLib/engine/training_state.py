@@ -1,8 +1,9 @@
 """A pair's training part-way through: what lets an interrupted pair go on from the iteration it stopped at.
 
 The state holds everything the next iteration depends on: the network's weights, Adam's moments and step counts,
-the point-sampling generator's state, the losses so far (the plateau rule reads them) and the training seconds so
-far. Restored into a pair with the same inputs, configuration and warm start (its :attr:`PairTrainingState.key`),
+the point-sampling generator's state, the losses so far (the plateau rule reads them), the weights of the last
+iterations (``tail_average``) and the training seconds so far.
+Restored into a pair with the same inputs, configuration and warm start (its :attr:`PairTrainingState.key`),
 the remaining iterations draw the same points and take the same steps as an uninterrupted pair, so the final
 network is the same to the bit on the same device and thread count. Saved with ``torch.save`` (plain types and
 tensors, readable with ``weights_only=True``), atomically.
@@ -11,7 +12,7 @@ tensors, readable with ``weights_only=True``), atomically.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -49,6 +50,8 @@ class PairTrainingState:
     generator: torch.Tensor           # the point sampler's torch.Generator state (uint8)
     losses: torch.Tensor              # (iteration,) float32, the loss of every iteration so far
     seconds: float                    # training seconds so far (every session of this pair)
+    # (n, P): the flattened weights after each of the last n iterations (tail_average > 1), oldest first
+    tail: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
 
     def require_key(self, key: dict) -> None:
         """Raise :class:`StaleTrainingState` unless this state was saved by a pair with ``key``."""
@@ -60,7 +63,7 @@ class PairTrainingState:
     def to_dict(self) -> dict:
         return {"format": TRAINING_STATE_FORMAT, "key": self.key, "iteration": int(self.iteration),
                 "network": self.network, "optimizer": self.optimizer, "generator": self.generator,
-                "losses": self.losses, "seconds": float(self.seconds)}
+                "losses": self.losses, "seconds": float(self.seconds), "tail": self.tail}
 
     def save(self, path: str | Path) -> Path:
         """Write the state atomically (``torch.save`` to a temporary file, then rename)."""
@@ -84,7 +87,7 @@ class PairTrainingState:
         try:
             return cls(key=data["key"], iteration=int(data["iteration"]), network=data["network"],
                        optimizer=data["optimizer"], generator=data["generator"], losses=data["losses"],
-                       seconds=float(data["seconds"]))
+                       seconds=float(data["seconds"]), tail=data.get("tail", torch.zeros(0)))
         except (KeyError, TypeError, ValueError) as error:
             raise StaleTrainingState(f"{path} is not a readable training state: {type(error).__name__}: "
                                      f"{error}") from error
