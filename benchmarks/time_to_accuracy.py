@@ -7,7 +7,10 @@ Speed options (switched off and on over the preset; the ``fast`` preset has both
 - ``jacobian subset``: ``--jacobian-points points/4`` (the Jacobian penalty's mean estimated on a random quarter of
   each iteration's points);
 - both together;
-- cycle only: both together and ``--chains 2`` (two chains of warm-started pairs at once).
+- cycle only: both together with ``--tail-average 25`` (an accuracy option: a levelled pair returns the mean of its
+  last 25 iterates), then also with ``--chains 2`` (two chains of warm-started pairs at once), and with
+  ``--compile on`` (the training loss under ``torch.compile``: once with an empty compiler cache, once more in the
+  same process, where the compiled loss is reused).
 
 Pair: the default phantom's ED (reference) -> ES pair as a cycle trains it, warm-started from the ED -> ES-1 network,
 for a quarter, half, one and two times the preset's warm-start iteration count (a plateau may end a budget early;
@@ -27,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,12 +53,13 @@ PLOT = Path(__file__).resolve().parents[1] / "docs" / "time_to_accuracy.png"
 
 
 def settings(preset_name: str) -> dict[str, dict]:
-    """Setting name -> registration overrides: the preset without any speed option, with each, with both."""
+    """Setting name -> registration overrides: the preset without any speed option, with each, with both (none with
+    the tail average, an accuracy option: see :func:`cycle_points`)."""
     quarter = max(1, preset(preset_name).points // 4)
-    return {"no speed option": {"plateau_window": 0, "jacobian_points": 0},
-            "plateau": {"plateau_window": 25, "jacobian_points": 0},
-            "jacobian subset": {"plateau_window": 0, "jacobian_points": quarter},
-            "plateau + jacobian subset": {"plateau_window": 25, "jacobian_points": quarter}}
+    return {"no speed option": {"plateau_window": 0, "jacobian_points": 0, "tail_average": 0},
+            "plateau": {"plateau_window": 25, "jacobian_points": 0, "tail_average": 0},
+            "jacobian subset": {"plateau_window": 0, "jacobian_points": quarter, "tail_average": 0},
+            "plateau + jacobian subset": {"plateau_window": 25, "jacobian_points": quarter, "tail_average": 0}}
 
 
 def option_text(overrides: dict) -> list[str]:
@@ -98,7 +104,15 @@ def cycle_points(phantom_dir: Path, phantom, out: Path, preset_name: str, device
     rows = []
     cycles = {name: option_text(overrides) for name, overrides in settings(preset_name).items()}
     both = settings(preset_name)["plateau + jacobian subset"]
-    cycles["plateau + jacobian subset + 2 chains"] = [*option_text(both), "--chains", "2"]
+    averaged = option_text({**both, "tail_average": 25})  # over one plateau window (the fast preset's setting)
+    cycles["plateau + jacobian subset + tail average"] = averaged
+    cycles["plateau + jacobian subset + tail average + 2 chains"] = [*averaged, "--chains", "2"]
+    # compiled: first with an empty compiler cache (the compile is timed with the run), then again in this process,
+    # where the compiled loss is reused (a cohort worker's later patients)
+    cycles["plateau + jacobian subset + tail average + compile (cold cache)"] = [*averaged, "--compile", "on"]
+    cycles["plateau + jacobian subset + tail average + compile (compiled before)"] = [*averaged, "--compile", "on"]
+    cache = tempfile.TemporaryDirectory(prefix="inductor_cache_")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache.name
     for name, options in cycles.items():
         run_dir = out / f"cycle_{preset_name}_{name.replace(' + ', '_').replace(' ', '_')}"
         seconds = register(phantom_dir, run_dir, "non-sequential", 0.8, preset_name, device,

@@ -50,7 +50,7 @@ def test_pair_samples_the_heart_labels_as_register_does(tmp_path, pair):
     ``register --heart-label`` and the benchmarks do); summary.json names the region. Both a heart mask file and heart
     labels, or heart labels without a label image, are one-line errors."""
     from INRCardiacRegistrationLib.core.masks import label_mask, sampling_mask
-    from INRCardiacRegistrationLib.engine import pair_registration
+    from INRCardiacRegistrationLib.engine.sampling import MaskPointSampler
     from scipy import ndimage
 
     myocardium = pair.fixed_label.array.astype(bool)
@@ -59,20 +59,20 @@ def test_pair_samples_the_heart_labels_as_register_does(tmp_path, pair):
     pair.moving.write(tmp_path / "moving.nrrd")
     pair.fixed_label.with_array(labels.astype(np.uint8)).write(tmp_path / "fixed_label.nrrd")
     seen = {}
-    original = pair_registration.MaskPointSampler.__init__
+    original = MaskPointSampler.__init__
 
     def spy(self, mask, *args, **kwargs):  # records the sampling mask the registration really uses
         seen["voxels"] = int(np.count_nonzero(np.asarray(mask.array)))
         original(self, mask, *args, **kwargs)
 
-    pair_registration.MaskPointSampler.__init__ = spy
+    MaskPointSampler.__init__ = spy
     try:
         out = tmp_path / "out"
         assert main(["pair", str(tmp_path / "fixed.nrrd"), str(tmp_path / "moving.nrrd"), "--out", str(out),
                      "--fixed-label", str(tmp_path / "fixed_label.nrrd"), "--myocardium-label", "2",
                      "--heart-label", "1", "2", "--preset", "fast", "--iterations", "5", "--device", "cpu"]) == 0
     finally:
-        pair_registration.MaskPointSampler.__init__ = original
+        MaskPointSampler.__init__ = original
     expected = sampling_mask(heart=label_mask(pair.fixed_label.with_array(labels), [1, 2]), dilation_voxels=2)
     assert seen["voxels"] == int(np.count_nonzero(expected.array)) > int(myocardium.sum())
     assert json.loads((out / "summary.json").read_text())["sampling_region"] == "heart labels 1 2"

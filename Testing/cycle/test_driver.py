@@ -560,6 +560,28 @@ def test_writing_frames_while_the_next_trains_gives_the_serial_files(tiny_phanto
     assert "writer_threads" not in serial_info and serial_info["torch_threads"] == 1
 
 
+@pytest.mark.slow
+def test_two_chains_batched_in_lockstep_equal_two_chains_on_two_threads(tiny_phantom, tmp_path):
+    """The GPU path of two chains (each round's pairs trained as one batched network, engine/pair_batch.py), forced
+    on the CPU: every frame's transform equals that of the chains trained on their own threads within float rounding
+    (0.01 mm; a batched matrix product sums in another order), and run.json says it was batched."""
+    from INRCardiacRegistrationLib.cycle.driver import register_cycle
+    from INRCardiacRegistrationLib.engine.threads import torch_threads
+
+    inputs, config = _api_inputs(tiny_phantom, 0), _api_config("non-sequential", 0).with_changes(chains=2)
+    with torch_threads(1):
+        batched = register_cycle(inputs, config, tmp_path / "batched", batch_chains=True)
+        threaded = register_cycle(inputs, config, tmp_path / "threaded", batch_chains=False)
+    assert batched.status == threaded.status == "finished"
+    assert batched.run.read_run_info()["batched_chains"] and not threaded.run.read_run_info()["batched_chains"]
+    for t in range(4):
+        ours, _ = read_displacement_field(batched.run.transform_path(t))
+        theirs, _ = read_displacement_field(threaded.run.transform_path(t))
+        assert np.abs(ours - theirs).max() < 0.01, f"frame {t}"
+        assert batched.records[t].iterations == threaded.records[t].iterations
+    assert np.abs(ours).max() > 1.0  # the frames moved: the comparison is not between two identities
+
+
 def test_two_chains_split_the_cycle_and_stay_close_to_one_chain(tiny_phantom, tmp_path):
     """Speed option 'chains 2': after the first pair, frames after the reference and those before it
     are registered by two chains at once, the second warm-started from the first pair. On the tiny phantom (reference

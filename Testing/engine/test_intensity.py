@@ -7,7 +7,7 @@ import pytest
 from INRCardiacRegistrationLib.core.geometry import Geometry
 from INRCardiacRegistrationLib.core.vocabulary import InputError
 from INRCardiacRegistrationLib.core.volume import Volume
-from INRCardiacRegistrationLib.engine import pair_registration
+from INRCardiacRegistrationLib.engine import pair_registration, prepared_pair
 from INRCardiacRegistrationLib.engine.config import RegistrationConfig
 from INRCardiacRegistrationLib.engine.intensity import normalize_quantiles, normalize_window
 
@@ -125,10 +125,10 @@ def test_normalized_intensities_follows_the_config():
     volume = small_volume(3, "frame")
     window = RegistrationConfig(normalization="window", window=(-100.0, 300.0))
     quantile = RegistrationConfig(normalization="quantile", quantiles=(0.2, 0.8))
-    np.testing.assert_allclose(pair_registration.normalized_intensities(volume, window),
+    np.testing.assert_allclose(prepared_pair.normalized_intensities(volume, window),
                                by_hand(volume.array, -100.0, 300.0), atol=1e-6)
     low, high = np.quantile(volume.array.astype(np.float64), [0.2, 0.8])
-    np.testing.assert_allclose(pair_registration.normalized_intensities(volume, quantile),
+    np.testing.assert_allclose(prepared_pair.normalized_intensities(volume, quantile),
                                by_hand(volume.array, low, high), atol=1e-5)
 
 
@@ -147,8 +147,8 @@ def test_register_pair_normalises_with_the_configured_method(monkeypatch, normal
             raise _Stop
         return normaliser
 
-    monkeypatch.setattr(pair_registration, "normalize_window", record("window"))
-    monkeypatch.setattr(pair_registration, "normalize_quantiles", record("quantile"))
+    monkeypatch.setattr(prepared_pair, "normalize_window", record("window"))
+    monkeypatch.setattr(prepared_pair, "normalize_quantiles", record("quantile"))
     fixed, moving = small_volume(1, "fixed"), small_volume(2, "moving")
     mask = fixed.with_array(np.ones((6, 6, 6), dtype=np.uint8), "mask")
     config = RegistrationConfig(normalization=normalization, window=(-50.0, 250.0), quantiles=(0.1, 0.7),

@@ -50,6 +50,7 @@ from ..core.volume import Volume
 from ..engine.coordinates import NormalizedCoordinates
 from ..engine.devices import resolve_device
 from ..engine.displacement_map import InverseNotConverged, SampledDisplacementMap
+from ..engine.pair_batch import PairJob, register_pairs_together
 from ..engine.pair_registration import RegistrationCancelled, RegistrationProgress, register_pair
 from ..engine.registration_result import PairRegistration
 from ..engine.threads import set_torch_threads, torch_threads
@@ -146,7 +147,7 @@ class _CycleRun:
     to, and the files each frame writes. The bookkeeping is :class:`RunSession`'s."""
 
     def __init__(self, inputs: CycleInputs, request: RunRequest, session: RunSession, overlap: bool = True,
-                 carried: dict[str, Volume] | None = None) -> None:
+                 carried: dict[str, Volume] | None = None, batch_chains: bool | None = None) -> None:
         self.inputs = inputs
         self.carried = dict(carried or {})
         for name, label in self.carried.items():
@@ -171,6 +172,9 @@ class _CycleRun:
         self.writer_threads = max(1, self.threads // (len(self.chains) + 1)) if shared else self.threads
         self.warm_start_threads = (max(1, (self.threads - self.writer_threads) // len(self.chains)) if shared
                                    else self.threads)
+        # two chains on a GPU: each round's two pairs as one batched network (engine/pair_batch.py), on one thread
+        self.batch_chains = len(self.chains) > 1 and (self.device.type == "cuda" if batch_chains is None
+                                                      else batch_chains)
         self.lock = threading.RLock()  # the clock, the frames left, the records
         self.stop = threading.Event()  # one chain failed or stopped: the other stops too
         self.untrained: set[int] = set()
@@ -210,7 +214,7 @@ class _CycleRun:
                 **{key: grid.to_dict() for key, grid in self.grids.items()},
                 "device": str(self.device), "torch_threads": self.threads,
                 **({"warm_start_threads": self.warm_start_threads, "writer_threads": self.writer_threads}
-                   if self.overlap else {}), "versions": _versions(),
+                   if self.overlap else {}), "batched_chains": self.batch_chains, "versions": _versions(),
                 "warnings": list(warnings_text)}
 
     def iterations_for(self, frame: int) -> int:
@@ -331,9 +335,9 @@ class _CycleRun:
             carried = field_map.propagate_fixed_label(as_bytes, self.inputs.frames[frame].geometry)
             self.tracking.mask = carried.with_array(carried.array > 0, name=f"sampling mask carried to frame {frame}")
 
-    def train_frame(self, frame: int, initial: PairRegistration | None) -> PairRegistration:
-        """Train ``frame``'s pair, warm-started from ``initial`` (None: from scratch). Called by one chain's
-        thread."""
+    def pair_job(self, frame: int, initial: PairRegistration | None) -> PairJob:
+        """What ``frame``'s pair is trained with: its images, labels, mask, configuration (seeded by the frame), warm
+        start (None: from scratch), progress events and where its training state is saved."""
         inputs, clock = self.inputs, self.clock
         fixed = self.pair_for(frame)
         mask = self.mask if fixed == self.reference or self.tracking.mask is None else self.tracking.mask
@@ -357,15 +361,36 @@ class _CycleRun:
                 return
             self.session.emit("state_saved", frame=frame, iteration=state.iteration)
 
+        return PairJob(inputs.frames[fixed], inputs.frames[frame], config=config,
+                       fixed_label=inputs.myocardium.get(fixed), moving_label=inputs.myocardium.get(frame),
+                       mask=mask, blood_pool=inputs.blood_pool if fixed == self.reference else None,
+                       initial=initial, coordinates=self.coordinates, progress=on_progress, save_state=save_state)
+
+    def frame_trained(self, frame: int, result: PairRegistration, warm_started: bool) -> None:
+        """Count ``frame``'s training in the clock (the ETA's record)."""
+        with self.lock:
+            self.clock.running.pop(frame, None)
+            self.clock.iterations_done += len(result.loss_history)  # fewer than planned after a plateau
+            self.clock.training_seconds += result.seconds
+            if warm_started:
+                self.clock.warm_planned += self.iterations_for(frame)
+                self.clock.warm_used += len(result.loss_history)
+            self.untrained.discard(frame)
+
+    def train_frame(self, frame: int, initial: PairRegistration | None) -> PairRegistration:
+        """Train ``frame``'s pair, warm-started from ``initial`` (None: from scratch), from the training state it
+        saved when it was stopped, if any. Called by one chain's thread."""
+        job = self.pair_job(frame, initial)
+        state_path = self.run.training_state_path(frame)
+
         def train(resume_from: PairTrainingState | None) -> PairRegistration:
             if resume_from is not None:
                 self.session.emit("frame_resumed", frame=frame, iteration=resume_from.iteration,
-                                  iterations=config.iterations)
-            return register_pair(inputs.frames[fixed], inputs.frames[frame], config=config,
-                                 fixed_label=inputs.myocardium.get(fixed), moving_label=inputs.myocardium.get(frame),
-                                 mask=mask, blood_pool=inputs.blood_pool if fixed == self.reference else None,
-                                 initial=initial, coordinates=self.coordinates, progress=on_progress,
-                                 cancel=self.stop_requested, resume_from=resume_from, save_state=save_state,
+                                  iterations=job.config.iterations)
+            return register_pair(job.fixed, job.moving, config=job.config, fixed_label=job.fixed_label,
+                                 moving_label=job.moving_label, mask=job.mask, blood_pool=job.blood_pool,
+                                 initial=initial, coordinates=job.coordinates, progress=job.progress,
+                                 cancel=self.stop_requested, resume_from=resume_from, save_state=job.save_state,
                                  save_every_s=TRAINING_STATE_EVERY_S)
 
         threads = self.threads if frame == self.order[0] else self.warm_start_threads  # the same on resume
@@ -377,17 +402,36 @@ class _CycleRun:
                     self.session.emit("warning", frame=frame, text=f"frame {frame} starts over: {stale}")
                     state_path.unlink(missing_ok=True)
                     result = train(None)
+        except BaseException:
+            with self.lock:
+                self.clock.running.pop(frame, None)
+            raise
+        self.frame_trained(frame, result, initial is not None)
+        return result
+
+    def train_frames_together(self, frames: list[int], initials: list[PairRegistration | None],
+                              trained: Callable[[int, PairRegistration], None]) -> None:
+        """Train the pairs of ``frames`` (one per chain) as one batched network (:mod:`..engine.pair_batch`), each
+        warm-started from its ``initials``; ``trained`` gets each frame and its pair as soon as it is done (before a
+        cancel stops the others). A frame with a saved training state is resumed alone first."""
+        if len(frames) == 1 or any(self.run.training_state_path(frame).exists() for frame in frames):
+            for frame, initial in zip(frames, initials, strict=True):
+                trained(frame, self.train_frame(frame, initial))
+            return
+
+        def finished(index: int, result: PairRegistration) -> None:
+            self.frame_trained(frames[index], result, initials[index] is not None)
+            trained(frames[index], result)
+
+        jobs = [self.pair_job(frame, initial) for frame, initial in zip(frames, initials, strict=True)]
+        try:
+            with torch_threads(self.threads):
+                register_pairs_together(jobs, cancel=self.stop_requested, save_every_s=TRAINING_STATE_EVERY_S,
+                                        finished=finished)
         finally:
             with self.lock:
-                clock.running.pop(frame, None)
-        with self.lock:
-            clock.iterations_done += len(result.loss_history)  # fewer than planned after a plateau
-            clock.training_seconds += result.seconds
-            if initial is not None:
-                clock.warm_planned += config.iterations
-                clock.warm_used += len(result.loss_history)
-            self.untrained.discard(frame)
-        return result
+                for frame in frames:
+                    self.clock.running.pop(frame, None)
 
     def run_chain(self, frames: list[int], initial: PairRegistration | None,
                   finisher: FrameFinisher) -> PairRegistration | None:
@@ -435,6 +479,30 @@ class _CycleRun:
         if errors:
             real = [error for error in errors if not isinstance(error, RegistrationCancelled)]
             raise (real or errors)[0]
+
+    def run_chains_batched(self, todo: list[list[int]], starts: list[PairRegistration | None],
+                           finisher: FrameFinisher) -> None:
+        """The chains in lockstep on this thread: each round trains the next frame of every chain as one batched
+        network (on a GPU: the network's launches of one pair for two), handing each frame to ``finisher`` as soon
+        as its pair is done."""
+        previous = list(starts)
+        done = [0] * len(todo)
+        while any(count < len(chain) for count, chain in zip(done, todo, strict=True)):
+            chains = [index for index, chain in enumerate(todo) if done[index] < len(chain)]
+            frames = [todo[index][done[index]] for index in chains]
+            if self.stop_requested():
+                raise RegistrationCancelled(f"cancelled before frames {frames}")
+
+            def trained(frame: int, result: PairRegistration, chains=chains, frames=frames) -> None:
+                index = chains[frames.index(frame)]
+                handed = time.perf_counter()
+                finisher.submit(lambda: self.finish_frame(frame, result))
+                with self.lock:
+                    self.clock.overhead_seconds.append(time.perf_counter() - handed)
+                previous[index] = result
+                done[index] += 1
+
+            self.train_frames_together(frames, [previous[index] for index in chains], trained)
 
     def finish_frame(self, frame: int, result: PairRegistration) -> FrameRecord:
         """Everything after ``frame``'s training: its map at the field nodes and its files (:meth:`write_frame`).
@@ -526,7 +594,10 @@ class _CycleRun:
                     starts[0] = self.run_chain(todo[0][:1], None, finisher)
                     todo[0] = todo[0][1:]
                     starts[1] = starts[1] if done[1] else starts[0]
-                self.run_chains_together(todo, starts, finisher)
+                if self.batch_chains:
+                    self.run_chains_batched(todo, starts, finisher)
+                else:
+                    self.run_chains_together(todo, starts, finisher)
         return CycleResult(run, RunState.FINISHED, records)
 
 
@@ -534,7 +605,7 @@ def register_cycle(inputs: CycleInputs, request: RunRequest | CycleConfig, run_d
                    warnings_text: list[str] | None = None, progress: Callable[[dict], None] | None = None,
                    cancel: CancelSignal = None, lock_wait_s: float = 0.0,
                    lock_waiting: Callable[[str], None] | None = None, overlap: bool = True,
-                   carried_labels: dict[str, Volume] | None = None) -> CycleResult:
+                   carried_labels: dict[str, Volume] | None = None, batch_chains: bool | None = None) -> CycleResult:
     """Register the reference frame to every frame of ``inputs`` and write the run folder ``run_dir``.
 
     Args:
@@ -557,6 +628,9 @@ def register_cycle(inputs: CycleInputs, request: RunRequest | CycleConfig, run_d
         overlap: non-sequential mode, on a GPU or with two chains: write each frame's files on a writer thread
             while training goes on (:mod:`.frame_finisher`). On a CPU the chains then train with part of the
             threads, which changes results in the last bits; with one thread the files are the same as without it.
+        batch_chains: two chains (``chains`` 2): train each round's two pairs as one batched network, in lockstep on
+            one thread (:mod:`..engine.pair_batch`; equal to pairs trained apart within float rounding), instead of
+            one thread per chain. Default: on a GPU, where it saves kernel launches.
 
     Raises InputError for inconsistent inputs or settings (before writing anything); an error once the run has
     started is recorded as a ``failed`` event and status in ``run.json`` and raised as :class:`CycleFailed`.
@@ -567,7 +641,7 @@ def register_cycle(inputs: CycleInputs, request: RunRequest | CycleConfig, run_d
                          f"{inputs.reference_frame}", option="reference_frame")
     inputs.validate()
     session = RunSession(RunFolder(run_dir), request, inputs.frame_count, progress, cancel)
-    cycle = _CycleRun(inputs, request, session, overlap, carried_labels)
+    cycle = _CycleRun(inputs, request, session, overlap, carried_labels, batch_chains)
     session.check(resume, cycle.grids)  # bad settings fail before anything (the lock file too) is written
     with session.run.lock(wait_s=lock_wait_s, on_wait=lock_waiting, give_up=lambda: is_cancelled(cancel)):
         return _register_locked(cycle, resume, warnings_text or [])

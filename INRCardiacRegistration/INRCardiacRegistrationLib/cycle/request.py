@@ -209,7 +209,7 @@ chains."""
 # Settings that may differ between a run and its resumption without changing what is computed (the preset is only
 # a name: the registration settings themselves are compared). A run resumed on another device continues correctly
 # but is not bit-identical to an uninterrupted one.
-RESUME_IGNORED = ("device", "progress_every", "preset", "extra", "rv_label")  # not what a frame computes
+RESUME_IGNORED = ("device", "compile", "progress_every", "preset", "extra", "rv_label")  # not what a frame computes
 
 
 @dataclass(frozen=True)

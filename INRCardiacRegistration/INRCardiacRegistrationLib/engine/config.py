@@ -17,6 +17,7 @@ from ..core.vocabulary import InputError
 NORMALIZATIONS = ("quantile", "window")
 JACOBIANS = ("analytic", "autograd")
 BLOOD_POOL_JACOBIANS = ("relative", "identity")
+COMPILE_CHOICES = ("auto", "on", "off")
 
 
 def _field(default, meaning: str, *, minimum: float | None = None, maximum: float | None = None,
@@ -61,10 +62,13 @@ class RegistrationConfig:
     plateau_gain: float = _field(0.05, "plateau rule: the pair stops when its last window's loss gain is at most this "
                                        "share of its best window's gain", minimum=0.0, maximum=1.0,
                                  above=True)
-    tail_average: int = _field(0, "0 or 1: a pair's result is its last iterate (the paper); n > 1: the mean of the "
-                                  "weights of its last n iterates (Polyak averaging: with a constant learning rate the "
-                                  "iterates jitter around the optimum, and their mean lies nearer it)",
+    tail_average: int = _field(0, "0 or 1: a pair's result is its last iterate (the paper); n > 1: a pair that "
+                                  "trained at least 2n iterations returns the mean of the weights of its last n "
+                                  "iterates (suffix averaging: with a constant learning rate the late iterates jitter "
+                                  "around the optimum, and their mean lies nearer it)",
                                minimum=0, limit=100_000)
+    compile: str = _field("auto", "torch.compile of the training loss: on, off, or auto (on a CUDA device only; "
+                                  "engine/compiled_loss.py). Equal to eager within float rounding")
     seed: int = _field(0, "random seed (frame t of a cycle uses seed + t)", limit=2**31 - 1)
     device: str = _field("auto", "auto, cpu or cuda[:N]")
     normalization: str = _field("quantile", "intensity normalisation: quantile (per volume) or window (fixed HU)")
@@ -104,6 +108,7 @@ class RegistrationConfig:
         need(self.blood_pool_jacobian in BLOOD_POOL_JACOBIANS, "blood_pool_jacobian", f"one of {BLOOD_POOL_JACOBIANS}")
         need(isinstance(self.device, str) and (self.device in ("auto", "cpu") or self.device.startswith("cuda")),
              "device", "'auto', 'cpu' or 'cuda[:N]'")
+        need(self.compile in COMPILE_CHOICES, "compile", f"one of {COMPILE_CHOICES}")
         need(self.normalization in NORMALIZATIONS, "normalization", f"one of {NORMALIZATIONS}")
         need(len(self.quantiles) == 2 and 0.0 <= self.quantiles[0] < self.quantiles[1] <= 1.0, "quantiles",
              "two numbers 0 <= low < high <= 1")
@@ -205,7 +210,7 @@ PRESETS: dict[str, dict] = {
     # pair stops at its loss plateau (the iteration counts are ceilings) and the Jacobian penalty's mean is estimated
     # on a quarter of each iteration's points: on the phantom's cycle 150 s -> 81 s on 2 CPU cores, with the same
     # Dice and a lower dense error (docs/benchmarks.md, "Time to accuracy"). A pair's result is the mean of its
-    # weights over its last 25 iterations (one plateau window): on the demo, landmark TRE 0.47 -> 0.44 mm.
+    # weights over its last 25 iterations (one plateau window; every pair of the preset trains at least 50).
     "fast": {"iterations": 300, "warm_start_iterations": 150, "points": 4000, "width": 128, "depth": 3,
              "learning_rate": 1e-4, "plateau_window": 25, "jacobian_points": 1000, "tail_average": 25},
 }

@@ -25,11 +25,11 @@ def jacobian_autograd(function: Callable[[torch.Tensor], torch.Tensor], x: torch
 
 
 def determinant_of_identity_plus(jacobian_u: torch.Tensor) -> torch.Tensor:
-    """``det(I + J)`` for displacement Jacobians ``J`` (N, 3, 3): the Jacobian determinant of
+    """``det(I + J)`` for displacement Jacobians ``J`` (..., 3, 3): the Jacobian determinant of
     ``phi(x) = x + u(x)``. Written out (cofactor expansion) to avoid a batched LU on small matrices."""
     a = jacobian_u + torch.eye(3, dtype=jacobian_u.dtype, device=jacobian_u.device)
     return (
-        a[:, 0, 0] * (a[:, 1, 1] * a[:, 2, 2] - a[:, 1, 2] * a[:, 2, 1])
-        - a[:, 0, 1] * (a[:, 1, 0] * a[:, 2, 2] - a[:, 1, 2] * a[:, 2, 0])
-        + a[:, 0, 2] * (a[:, 1, 0] * a[:, 2, 1] - a[:, 1, 1] * a[:, 2, 0])
+        a[..., 0, 0] * (a[..., 1, 1] * a[..., 2, 2] - a[..., 1, 2] * a[..., 2, 1])
+        - a[..., 0, 1] * (a[..., 1, 0] * a[..., 2, 2] - a[..., 1, 2] * a[..., 2, 0])
+        + a[..., 0, 2] * (a[..., 1, 0] * a[..., 2, 1] - a[..., 1, 1] * a[..., 2, 0])
     )

@@ -46,9 +46,9 @@ def blood_pool_relative_determinant(determinant: torch.Tensor, blood_pool: torch
     true 58 %, radial strain 35 % against 45 %). Relative to the pool's own mean, the penalty still forbids folding
     and uneven compression but lets the cavity empty; with the pool at rest it is the paper's penalty.
     """
-    if not bool(blood_pool.any()):
-        return determinant
-    mean = determinant[blood_pool].detach().mean().clamp_min(1e-3)
+    # no data-dependent shapes or host synchronisation (a compiled loss stays one graph): a masked sum over the count
+    count = blood_pool.sum().clamp_min(1)
+    mean = (torch.where(blood_pool, determinant, 0.0).sum() / count).detach().clamp_min(1e-3)
     return torch.where(blood_pool, determinant / mean, determinant)
 
 
