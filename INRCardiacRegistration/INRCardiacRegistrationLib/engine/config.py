@@ -62,10 +62,10 @@ class RegistrationConfig:
     plateau_gain: float = _field(0.05, "plateau rule: the pair stops when its last window's loss gain is at most this "
                                        "share of its best window's gain", minimum=0.0, maximum=1.0,
                                  above=True)
-    tail_average: int = _field(0, "0 or 1: a pair's result is its last iterate (the paper); n > 1: a pair that "
-                                  "trained at least 2n iterations returns the mean of the weights of its last n "
-                                  "iterates (suffix averaging: with a constant learning rate the late iterates jitter "
-                                  "around the optimum, and their mean lies nearer it)",
+    tail_average: int = _field(0, "0 or 1: a pair's result is its last iterate (the paper); n > 1: a pair whose loss "
+                                  "only jitters over its last n iterations (it fell by no more than its standard "
+                                  "deviation there) returns the mean of the weights of its last n iterates (Polyak "
+                                  "averaging: the iterates jitter around the optimum, and their mean lies nearer it)",
                                minimum=0, limit=100_000)
     compile: str = _field("auto", "torch.compile of the training loss: on, off, or auto (on a CUDA device only; "
                                   "engine/compiled_loss.py). Equal to eager within float rounding")
@@ -209,8 +209,8 @@ PRESETS: dict[str, dict] = {
     # A CPU-friendly configuration; its accuracy is measured in docs/benchmarks.md, not assumed. Each warm-started
     # pair stops at its loss plateau (the iteration counts are ceilings) and the Jacobian penalty's mean is estimated
     # on a quarter of each iteration's points: on the phantom's cycle 150 s -> 81 s on 2 CPU cores, with the same
-    # Dice and a lower dense error (docs/benchmarks.md, "Time to accuracy"). A pair's result is the mean of its
-    # weights over its last 25 iterations (one plateau window; every pair of the preset trains at least 50).
+    # Dice and a lower dense error (docs/benchmarks.md, "Time to accuracy"). A pair whose loss only jitters over its
+    # last 25 iterations returns the mean of its weights over them (docs/benchmarks.md, "Demo accuracy over seeds").
     "fast": {"iterations": 300, "warm_start_iterations": 150, "points": 4000, "width": 128, "depth": 3,
              "learning_rate": 1e-4, "plateau_window": 25, "jacobian_points": 1000, "tail_average": 25},
 }

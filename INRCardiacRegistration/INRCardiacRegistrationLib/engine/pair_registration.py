@@ -61,8 +61,8 @@ def register_pair(
         config: hyper-parameters (default: the paper's).
         initial: warm start from a previous registration or network (same width/depth/omega). Only a warm-started
             pair stops at its loss plateau (``config.plateau_window``); one from scratch runs all its iterations.
-            With ``config.tail_average`` n > 1, a pair that trained at least 2n iterations returns the mean of its
-            weights after its last n iterations.
+            With ``config.tail_average`` n > 1, a pair whose loss only jitters over its last n iterations returns
+            the mean of its weights after them (:meth:`.pair_training.PairTraining.jittering`).
         coordinates: normalised coordinate frame to use (default: around the sampling mask).
         progress: called every ``config.progress_every`` iterations and at the end (when the plateau rule ends the
             pair early, the last report's ``iterations`` is the iteration it stopped at).

@@ -151,12 +151,22 @@ class PairTraining:
         self.stopped = stop
         return stop
 
+    def jittering(self, count: int) -> bool:
+        """Whether the loss only jitters now: over its last ``count`` iterations it fell by no more than its own
+        spread (the mean of the last ``count`` losses lies within one standard deviation of them below the mean of
+        the ``count`` before). Needs ``2 count`` iterations."""
+        if self.iteration < 2 * count:
+            return False
+        last = torch.stack(self.losses[-count:])
+        before = torch.stack(self.losses[-2 * count:-count])
+        return float(before.mean() - last.mean()) <= float(last.std())
+
     def finish(self, network: Siren) -> PairRegistration:
-        """The result with ``network`` (the pair's weights now). With ``tail_average`` n > 1, a pair that trained at
-        least 2n iterations returns the mean of its last n iterates (suffix averaging: the mean is taken over at most
-        the second half of the training, where the iterates jitter around the optimum more than they still move; a
-        shorter pair keeps its last iterate, which a mean would lag behind)."""
-        if self.tail and self.iteration >= 2 * self.tail.maxlen:
+        """The result with ``network`` (the pair's weights now). With ``tail_average`` n > 1, a pair whose loss only
+        jitters over its last n iterations (:meth:`jittering`) returns the mean of its last n iterates: there Adam at
+        a constant learning rate leaves the weights jittering around the optimum, and their mean lies nearer it. A
+        pair still descending keeps its last iterate, which a mean would lag behind."""
+        if self.tail and self.jittering(self.tail.maxlen):
             with torch.no_grad():
                 torch.nn.utils.vector_to_parameters(torch.stack(list(self.tail)).mean(dim=0), network.parameters())
         return self.prepared.result(network, self.losses, time.perf_counter() - self.started)
