@@ -630,7 +630,8 @@ def register_cycle(inputs: CycleInputs, request: RunRequest | CycleConfig, run_d
             threads, which changes results in the last bits; with one thread the files are the same as without it.
         batch_chains: two chains (``chains`` 2): train each round's two pairs as one batched network, in lockstep on
             one thread (:mod:`..engine.pair_batch`; equal to pairs trained apart within float rounding), instead of
-            one thread per chain. Default: on a GPU, where it saves kernel launches.
+            one thread per chain. Default: on a GPU, where it saves kernel launches. A round resumed from a saved
+            training state is trained pair by pair, so a resumed run equals the uninterrupted one within rounding.
 
     Raises InputError for inconsistent inputs or settings (before writing anything); an error once the run has
     started is recorded as a ``failed`` event and status in ``run.json`` and raised as :class:`CycleFailed`.

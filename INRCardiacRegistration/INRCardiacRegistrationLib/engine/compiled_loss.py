@@ -3,8 +3,8 @@ every pair (and every chain's thread) after it.
 
 The loss and its backward pass are compiled (TorchInductor: element-wise work fused into a few kernels); the
 point sampling (a ``torch.Generator``) and Adam's step stay eager. Networks, images and coordinate frames are the
-compiled function's inputs, so a new pair reuses it; it is compiled again only for new shapes (another point count
-or network size, a batch of another size) or other loss settings (alpha, lambda, tau, local NCC, with or without a
+compiled function's inputs, so a new pair reuses it; it is compiled again only for new shapes (another point count,
+network or image size, a batch of another size) or other loss settings (alpha, lambda, tau, local NCC, with or without a
 blood pool). A compiled pair's losses equal an eager pair's within float rounding
 (``Testing/engine/test_compiled_loss.py``), not to the bit; on a CPU the compiled kernels keep the thread count they
 were compiled with.
@@ -12,9 +12,10 @@ were compiled with.
 - ``on``: compile (needs torch >= 2.5, where modules are inputs of a compiled function rather than constants).
   Where compiling fails (no C++ compiler for a CPU, no Triton for a GPU), the pair warns once and trains eagerly,
   as does every later pair of the process.
-- ``auto``: compile on a CUDA device, where an eager iteration waits on kernel launches; not on a CPU, where
-  (measured on 2 cores, torch 2.13) a first compile takes 50-57 s for a 1.3-1.4x faster iteration: more than it
-  saves on the demo's whole cycle, and a C++ compiler is needed.
+- ``auto``: compile on a CUDA device, where an eager iteration waits on kernel launches (the gain there is not
+  measured yet); not on a CPU, where (2 cores, torch 2.13) the demo's cycle took 71 s eager, 96 s with a first
+  compile and 68 s compiled before in the process (docs/benchmarks.md, "Time to accuracy"), and a C++ compiler is
+  needed.
 - ``off``: eager (the reference).
 """
 

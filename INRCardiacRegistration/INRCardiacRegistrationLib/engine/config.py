@@ -208,7 +208,7 @@ PRESETS: dict[str, dict] = {
     "paper": {},
     # A CPU-friendly configuration; its accuracy is measured in docs/benchmarks.md, not assumed. Each warm-started
     # pair stops at its loss plateau (the iteration counts are ceilings) and the Jacobian penalty's mean is estimated
-    # on a quarter of each iteration's points: on the phantom's cycle 150 s -> 81 s on 2 CPU cores, with the same
+    # on a quarter of each iteration's points: on the phantom's cycle 138 s -> 78 s on 2 CPU cores, with the same
     # Dice and a lower dense error (docs/benchmarks.md, "Time to accuracy"). A pair whose loss only jitters over its
     # last 25 iterations returns the mean of its weights over them (docs/benchmarks.md, "Demo accuracy over seeds").
     "fast": {"iterations": 300, "warm_start_iterations": 150, "points": 4000, "width": 128, "depth": 3,

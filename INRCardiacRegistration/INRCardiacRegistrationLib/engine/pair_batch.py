@@ -135,16 +135,64 @@ def register_pairs_together(jobs: list[PairJob], *, cancel: CancelSignal = None,
                                     network_state=lambda p=position: batch.network_state(p),
                                     optimizer_state=lambda p=position: batch.adam_state(p))
 
-    def done(index: int, network: Siren) -> None:
-        results[index] = trainings[index].finish(network)
-        if finished is not None:
-            finished(index, results[index])
-
     attach()
     if config.iterations == 0:
-        for index, pair in enumerate(prepared):
-            done(index, pair.network)
+        results = [training.finish(pair.network) for training, pair in zip(trainings, prepared, strict=True)]
+        for index, result in enumerate(results):
+            if finished is not None:
+                finished(index, result)
         return results
+    drawn: list[torch.Tensor] = []  # the generators' states before this iteration's points (what a save must hold)
+    try:
+        while active:
+            if is_cancelled(cancel):
+                raise RegistrationCancelled(f"registration cancelled at iteration {trainings[active[0]].iteration}")
+            pairs = [prepared[index] for index in active]
+            arguments = ([pair.centre for pair in pairs], [pair.scale for pair in pairs],
+                         [pair.fixed_sampler for pair in pairs], [pair.moving_sampler for pair in pairs],
+                         [pair.pool_sampler for pair in pairs], [pair.settings for pair in pairs])
+            drawn = [pair.generator.get_state() for pair in pairs]
+            points = [pair.sample_points() for pair in pairs]
+            batch.optimizer.zero_grad(set_to_none=True)
+            try:
+                losses = loss_of(batch.network, points, *arguments)
+                losses.sum().backward()  # the pairs' weights are separate: each gets its own loss's gradient
+            except COMPILE_ERRORS as error:  # a compiled loss that fails to compile: go on eagerly
+                if loss_of is batched_training_losses:
+                    raise
+                loss_of = compile_failed(error, batched_training_losses)
+                batch.optimizer.zero_grad(set_to_none=True)
+                losses = loss_of(batch.network, points, *arguments)
+                losses.sum().backward()
+            batch.optimizer.step()
+            drawn = []  # every pair has taken this step: its record follows, whatever happens there
+            leaving, errors = set(), []
+            for position, index in enumerate(active):  # every pair records the step before an error is raised
+                try:
+                    if trainings[index].record(losses[position]) or trainings[index].iteration >= config.iterations:
+                        leaving.add(position)
+                except Exception as error:  # noqa: BLE001 - raised below, once every pair has recorded its step
+                    errors.append(error)
+            if errors:
+                raise errors[0]
+            if leaving:
+                done = [(active[position], trainings[active[position]].finish(batch.network.network(position)))
+                        for position in sorted(leaving)]
+                active = [index for position, index in enumerate(active) if position not in leaving]
+                if active:
+                    batch = batch.without(leaving)
+                    attach()
+                for index, result in done:  # out of the batch first: a failing hand-over saves none of them
+                    results[index] = result
+                    if finished is not None:
+                        finished(index, result)
+    except BaseException:  # cancelled or failed: the pairs still training keep what they trained
+        for position, index in enumerate(active):
+            if drawn:  # stopped within an iteration, before its step: its points are drawn again on resume
+                prepared[index].generator.set_state(drawn[position])
+            trainings[index].save_on_cancel()
+        raise
+    return results
     try:
         while active:
             if is_cancelled(cancel):
