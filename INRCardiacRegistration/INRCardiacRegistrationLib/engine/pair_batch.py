@@ -193,38 +193,3 @@ def register_pairs_together(jobs: list[PairJob], *, cancel: CancelSignal = None,
             trainings[index].save_on_cancel()
         raise
     return results
-    try:
-        while active:
-            if is_cancelled(cancel):
-                raise RegistrationCancelled(f"registration cancelled at iteration {trainings[active[0]].iteration}")
-            pairs = [prepared[index] for index in active]
-            arguments = ([pair.centre for pair in pairs], [pair.scale for pair in pairs],
-                         [pair.fixed_sampler for pair in pairs], [pair.moving_sampler for pair in pairs],
-                         [pair.pool_sampler for pair in pairs], [pair.settings for pair in pairs])
-            points = [pair.sample_points() for pair in pairs]
-            batch.optimizer.zero_grad(set_to_none=True)
-            try:
-                losses = loss_of(batch.network, points, *arguments)
-                losses.sum().backward()  # the pairs' weights are separate: each gets its own loss's gradient
-            except COMPILE_ERRORS as error:  # a compiled loss that fails to compile: go on eagerly
-                if loss_of is batched_training_losses:
-                    raise
-                loss_of = compile_failed(error, batched_training_losses)
-                batch.optimizer.zero_grad(set_to_none=True)
-                losses = loss_of(batch.network, points, *arguments)
-                losses.sum().backward()
-            batch.optimizer.step()
-            leaving = {position for position, index in enumerate(active)
-                       if trainings[index].record(losses[position]) or trainings[index].iteration >= config.iterations}
-            for position in sorted(leaving):
-                done(active[position], batch.network.network(position))
-            if leaving:
-                active = [index for position, index in enumerate(active) if position not in leaving]
-                if active:
-                    batch = batch.without(leaving)
-                    attach()
-    except BaseException:  # cancelled or failed: the pairs still training keep what they trained
-        for index in active:
-            trainings[index].save_on_cancel()
-        raise
-    return results
