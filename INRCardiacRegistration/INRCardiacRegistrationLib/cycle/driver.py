@@ -387,10 +387,8 @@ class _CycleRun:
             if resume_from is not None:
                 self.session.emit("frame_resumed", frame=frame, iteration=resume_from.iteration,
                                   iterations=job.config.iterations)
-            return register_pair(job.fixed, job.moving, config=job.config, fixed_label=job.fixed_label,
-                                 moving_label=job.moving_label, mask=job.mask, blood_pool=job.blood_pool,
-                                 initial=initial, coordinates=job.coordinates, progress=job.progress,
-                                 cancel=self.stop_requested, resume_from=resume_from, save_state=job.save_state,
+            return register_pair(**job.inputs(), progress=job.progress, cancel=self.stop_requested,
+                                 resume_from=resume_from, save_state=job.save_state,
                                  save_every_s=TRAINING_STATE_EVERY_S)
 
         threads = self.threads if frame == self.order[0] else self.warm_start_threads  # the same on resume
@@ -433,6 +431,13 @@ class _CycleRun:
                 for frame in frames:
                     self.clock.running.pop(frame, None)
 
+    def hand_over(self, frame: int, result: PairRegistration, finisher: FrameFinisher) -> None:
+        """Give ``frame``'s trained pair to ``finisher`` for its outputs, and clock what that adds to training."""
+        handed = time.perf_counter()
+        finisher.submit(lambda: self.finish_frame(frame, result))
+        with self.lock:  # what each frame adds to training: its outputs inline, or waiting for the writer
+            self.clock.overhead_seconds.append(time.perf_counter() - handed)
+
     def run_chain(self, frames: list[int], initial: PairRegistration | None,
                   finisher: FrameFinisher) -> PairRegistration | None:
         """Train ``frames`` in order, each warm-started from the one before (the first from ``initial``), handing
@@ -442,10 +447,7 @@ class _CycleRun:
             if self.stop_requested():
                 raise RegistrationCancelled(f"cancelled before frame {frame}")
             result = self.train_frame(frame, previous)
-            handed = time.perf_counter()
-            finisher.submit(lambda f=frame, r=result: self.finish_frame(f, r))
-            with self.lock:  # what each frame adds to training: its outputs inline, or waiting for the writer
-                self.clock.overhead_seconds.append(time.perf_counter() - handed)
+            self.hand_over(frame, result, finisher)
             previous = self.tracking.previous if self.config.mode == "sequential" else result
         return previous
 
@@ -495,10 +497,7 @@ class _CycleRun:
 
             def trained(frame: int, result: PairRegistration, chains=chains, frames=frames) -> None:
                 index = chains[frames.index(frame)]
-                handed = time.perf_counter()
-                finisher.submit(lambda: self.finish_frame(frame, result))
-                with self.lock:
-                    self.clock.overhead_seconds.append(time.perf_counter() - handed)
+                self.hand_over(frame, result, finisher)
                 previous[index] = result
                 done[index] += 1
 

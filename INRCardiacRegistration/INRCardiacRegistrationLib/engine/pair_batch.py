@@ -15,7 +15,7 @@ resumes.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -51,6 +51,12 @@ class PairJob:
     coordinates: NormalizedCoordinates | None = None
     progress: Callable[[RegistrationProgress], None] | None = None
     save_state: Callable[[PairTrainingState], None] | None = None
+
+    def inputs(self) -> dict:
+        """The pair's inputs (all but the callbacks), as keyword arguments of ``register_pair`` and
+        ``prepare_pair``."""
+        return {item.name: getattr(self, item.name) for item in fields(self)
+                if item.name not in ("progress", "save_state")}
 
 
 def _require_one_configuration(prepared: list[PreparedPair]) -> None:
@@ -117,9 +123,7 @@ def register_pairs_together(jobs: list[PairJob], *, cancel: CancelSignal = None,
     """
     if not jobs:
         return []
-    prepared = [prepare_pair(job.fixed, job.moving, fixed_label=job.fixed_label, moving_label=job.moving_label,
-                             mask=job.mask, blood_pool=job.blood_pool, config=job.config, initial=job.initial,
-                             coordinates=job.coordinates, wants_state=job.save_state is not None) for job in jobs]
+    prepared = [prepare_pair(**job.inputs(), wants_state=job.save_state is not None) for job in jobs]
     _require_one_configuration(prepared)
     config = prepared[0].config
     trainings = [PairTraining(pair, job.progress, job.save_state, save_every_s)
@@ -135,12 +139,15 @@ def register_pairs_together(jobs: list[PairJob], *, cancel: CancelSignal = None,
                                     network_state=lambda p=position: batch.network_state(p),
                                     optimizer_state=lambda p=position: batch.adam_state(p))
 
+    def deliver(index: int, result: PairRegistration) -> None:
+        results[index] = result
+        if finished is not None:
+            finished(index, result)
+
     attach()
     if config.iterations == 0:
-        results = [training.finish(pair.network) for training, pair in zip(trainings, prepared, strict=True)]
-        for index, result in enumerate(results):
-            if finished is not None:
-                finished(index, result)
+        for index, (training, pair) in enumerate(zip(trainings, prepared, strict=True)):
+            deliver(index, training.finish(pair.network))
         return results
     drawn: list[torch.Tensor] = []  # the generators' states before this iteration's points (what a save must hold)
     try:
@@ -183,9 +190,7 @@ def register_pairs_together(jobs: list[PairJob], *, cancel: CancelSignal = None,
                     batch = batch.without(leaving)
                     attach()
                 for index, result in done:  # out of the batch first: a failing hand-over saves none of them
-                    results[index] = result
-                    if finished is not None:
-                        finished(index, result)
+                    deliver(index, result)
     except BaseException:  # cancelled or failed: the pairs still training keep what they trained
         for position, index in enumerate(active):
             if drawn:  # stopped within an iteration, before its step: its points are drawn again on resume

@@ -60,7 +60,6 @@ class PairTraining:
         self.started = time.perf_counter()
         self.saved_at = self.started
         self.done = 0  # iterations trained before this session (a resumed pair)
-        self.stopped = False  # the plateau rule ended the pair
         # Only a warm-started pair, which starts near its answer, may stop at a plateau: a pair trained from scratch
         # levels off after its first fast fall long before it is done (phantom ED -> ES: 1.29 mm dense error at its
         # plateau after 100 iterations, 0.88 mm after its 300).
@@ -111,8 +110,8 @@ class PairTraining:
         """The training state now (copies, on the CPU)."""
         return PairTrainingState(
             key=self.prepared.state_key, iteration=self.iteration,
-            network={k: v.detach().cpu().clone() for k, v in self._network_state().items()},
-            optimizer=to_cpu(self._optimizer_state()), generator=self.prepared.generator.get_state().cpu(),
+            network=to_cpu(self._network_state()), optimizer=to_cpu(self._optimizer_state()),
+            generator=self.prepared.generator.get_state().cpu(),
             losses=torch.stack(self.losses).cpu() if self.losses else torch.zeros(0),
             seconds=time.perf_counter() - self.started,
             tail=torch.stack(list(self.tail)).cpu() if self.tail else torch.zeros(0))
@@ -148,7 +147,6 @@ class PairTraining:
                     and time.perf_counter() - self.saved_at >= self.save_every_s):
                 self.save_state(self.state())
                 self.saved_at = time.perf_counter()
-        self.stopped = stop
         return stop
 
     def jittering(self, count: int) -> bool:
