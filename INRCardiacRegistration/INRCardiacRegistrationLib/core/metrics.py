@@ -50,6 +50,11 @@ def hd95_mm(a: np.ndarray, b: np.ndarray, geometry: Geometry) -> float:
         raise InputError(f"hd95: mask shapes {a.shape}, {b.shape} do not match the grid {geometry.array_shape}")
     if not a.any() or not b.any():
         return float("nan")
+    # the same distances on the masks' box grown by one voxel (within the grid): every surface voxel and its
+    # contour neighbourhood lie inside it
+    kji = np.argwhere(a | b)
+    box = tuple(slice(max(int(low) - 1, 0), int(high) + 2) for low, high in zip(kji.min(0), kji.max(0), strict=True))
+    a, b = a[box], b[box]
     d_ab = _surface_distances_mm(a, b, geometry)
     d_ba = _surface_distances_mm(b, a, geometry)
     return float(max(np.percentile(d_ab, 95), np.percentile(d_ba, 95)))

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+
 import numpy as np
 import SimpleITK as sitk
 
 from .vocabulary import InputError
 from .volume import Volume
+
+FEATURES_KEPT = 4  # SDF features kept by sdf_feature (about 2 MB each for a 512k-voxel frame)
+_FEATURES: OrderedDict[tuple[str, float], np.ndarray] = OrderedDict()
+_FEATURE_LOCK = threading.Lock()
 
 
 def signed_distance_mm(label: Volume) -> Volume:
@@ -34,8 +41,22 @@ def signed_distance_mm(label: Volume) -> Volume:
 
 def sdf_feature(label: Volume, clip_mm: float = 20.0) -> Volume:
     """The registration's SDF channel: the signed distance clipped to [-clip_mm, +clip_mm] and divided by
-    ``clip_mm`` (one fixed factor for every frame, so values are comparable across frames), in [-1, 1]."""
+    ``clip_mm`` (one fixed factor for every frame, so values are comparable across frames), in [-1, 1].
+
+    The last few features are kept (read-only arrays), keyed by the label's content and grid: a cycle's pairs share
+    their fixed frame (the reference, or in sequential mode the previous pair's moving frame)."""
     if not clip_mm > 0:
         raise InputError(f"sdf 'clip_mm' must be > 0, got {clip_mm}")
-    distance = signed_distance_mm(label)
-    return distance.with_array(np.clip(distance.array, -clip_mm, clip_mm) / np.float32(clip_mm))
+    key = (label.digest(), float(clip_mm))
+    with _FEATURE_LOCK:
+        feature = _FEATURES.get(key)
+        if feature is not None:
+            _FEATURES.move_to_end(key)
+    if feature is None:
+        feature = np.clip(signed_distance_mm(label).array, -clip_mm, clip_mm) / np.float32(clip_mm)
+        feature.setflags(write=False)
+        with _FEATURE_LOCK:
+            _FEATURES[key] = feature
+            while len(_FEATURES) > FEATURES_KEPT:
+                _FEATURES.popitem(last=False)
+    return label.with_array(feature, name=f"SDF of {label.name}")

@@ -195,9 +195,7 @@ class _CycleRun:
         # the sampling-mask voxels as indices into the field grid's nodes (the field grid contains them all)
         mask_ijk = np.argwhere(np.asarray(self.mask.array) > 0)[:, ::-1]
         low = np.rint(inputs.reference.geometry.physical_to_index(np.asarray(self.grid.origin))).astype(int)
-        local = mask_ijk - low
-        size = np.asarray(self.grid.size)
-        self.mask_nodes = local[:, 0] + size[0] * (local[:, 1] + size[1] * local[:, 2])
+        self.mask_ijk = mask_ijk - low  # (i, j, k) on the field grid
         self.tracking = _Tracking()
         self.clock = EtaClock()
         self.last_finished: int | None = None
@@ -275,9 +273,9 @@ class _CycleRun:
         unresolved: dict[str, str] = {}
         if frame == self.reference:
             labels = [as_bytes, *self.carried.values()]
-            determinants = np.ones(len(self.mask_nodes))
+            determinants = np.ones(len(self.mask_ijk))
         else:
-            determinants = np.linalg.det(field_map.deformation_gradient_at(self.nodes[self.mask_nodes]))
+            determinants = np.linalg.det(field_map.deformation_gradient_at_nodes(self.mask_ijk))
             # one inverse map for the myocardium and the labels carried with it (cavity, segments)
             labels = field_map.propagate_fixed_labels([as_bytes, *self.carried.values()], frame_grid,
                                                       unresolved=unresolved)

@@ -32,13 +32,20 @@ from .training_loss import training_loss
 _LOCK = threading.Lock()
 _compiled: dict[Callable, Callable] = {}
 _failure: str | None = None  # why compiling failed or cannot be used in this process (then every pair is eager)
-# what a failing compile raises (TorchInductor's errors, a missing compiler, Triton or C++ toolchain, included)
-COMPILE_ERRORS: tuple[type[BaseException], ...] = (torch._dynamo.exc.TorchDynamoException,)
 OLDEST_TORCH = (2, 5)
 
 
 class CompileFailed(UserWarning):
     """Compiling the training loss failed or is not possible; the pair (and every later one) trains eagerly."""
+
+
+def compile_errors() -> tuple[type[BaseException], ...]:
+    """What a failing compile raises (TorchInductor's errors, a missing compiler, Triton or C++ toolchain, included).
+    A function, used as ``except compile_errors():`` (evaluated only when something was raised), so that a process
+    that never compiles never imports the compiler (about 1 s)."""
+    import torch._dynamo.exc
+
+    return (torch._dynamo.exc.TorchDynamoException,)
 
 
 def wants_compiled_loss(choice: str, device: torch.device) -> bool:

@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from ..core.geometry import Geometry
 from ..core.vocabulary import InputError
@@ -35,6 +36,65 @@ def tensor_chunks(points_mm: np.ndarray, device: torch.device | str):
     points = np.asarray(points_mm, dtype=np.float64).reshape(-1, 3)
     for start in range(0, points.shape[0], EVALUATION_CHUNK):
         yield torch.as_tensor(points[start:start + EVALUATION_CHUNK], dtype=torch.float32, device=device)
+
+
+def numpy_in_chunks(function, points_mm: np.ndarray, device: torch.device | str) -> np.ndarray:
+    """``function`` (a float32 tensor (n, 3) -> (n, 3)) applied to ``points_mm`` (N, 3) chunk by chunk: (N, 3)
+    float64."""
+    out = [function(x) for x in tensor_chunks(points_mm, device)]
+    return torch.cat(out).double().cpu().numpy() if out else np.zeros((0, 3))
+
+
+def voxels_within(grid: Geometry, boxes: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The voxels of ``grid`` whose centres lie in any of the physical boxes ``(low, high)`` (LPS mm): their flat
+    indices into a (k, j, i) array, ascending, and their centres (N, 3). Only the block of the grid's index space
+    that holds the boxes' corners is looked at."""
+    corners = np.array([[(low, high)[(n >> axis) & 1][axis] for axis in range(3)]
+                        for low, high in boxes for n in range(8)])
+    ijk = grid.physical_to_index(corners)
+    size = np.asarray(grid.size)
+    first = np.clip(np.floor(ijk.min(0)).astype(int), 0, size - 1)
+    last = np.clip(np.ceil(ijk.max(0)).astype(int), 0, size - 1)
+    if np.any(ijk.max(0) < 0) or np.any(ijk.min(0) > size - 1):
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 3))
+    k, j, i = np.meshgrid(*(np.arange(first[a], last[a] + 1) for a in (2, 1, 0)), indexing="ij")
+    block = np.stack([i.ravel(), j.ravel(), k.ravel()], axis=1)
+    centres = grid.index_to_physical(block)
+    inside = np.zeros(len(block), dtype=bool)
+    for low, high in boxes:
+        inside |= np.all((centres >= low) & (centres <= high), axis=1)
+    block = block[inside]
+    return np.ravel_multi_index((block[:, 2], block[:, 1], block[:, 0]), grid.array_shape), centres[inside]
+
+
+def near_label(label: Volume, margin_mm: float) -> np.ndarray:
+    """The voxels of ``label``'s grid (k, j, i) that may lie within ``margin_mm`` of a voxel of ``label > 0``: a
+    superset, the label dilated by a box of ``margin_mm / spacing + 1/2`` voxels along each axis (the half voxel
+    covers a point's rounding to its nearest voxel)."""
+    radius = np.ceil(margin_mm / np.asarray(label.geometry.spacing) + 0.5).astype(int)  # (i, j, k)
+    return ndimage.maximum_filter((np.asarray(label.array) > 0).astype(np.uint8), size=tuple(2 * radius[::-1] + 1),
+                                  mode="constant", cval=0) > 0
+
+
+def within_reach(label: Volume, margin_mm: float, points_mm: np.ndarray) -> np.ndarray:
+    """Which points (N, 3) LPS mm may lie within ``margin_mm`` of a voxel of ``label > 0`` (:func:`near_label` at
+    each point's nearest voxel). Points beyond the label's grid are all kept."""
+    geometry = label.geometry
+    index = np.rint(geometry.physical_to_index(points_mm)).astype(np.int64)
+    on_grid = np.all((index >= 0) & (index < np.asarray(geometry.size)), axis=1)
+    keep = ~on_grid
+    index = index[on_grid]
+    keep[on_grid] = near_label(label, margin_mm)[index[:, 2], index[:, 1], index[:, 0]]
+    return keep
+
+
+def _is_binary(values: np.ndarray) -> bool:
+    """Whether a label array holds exactly the values 0 and 1 (or is boolean), without sorting it."""
+    if values.dtype == bool:
+        return True
+    if values.min() != 0 or values.max() != 1:
+        return False
+    return np.issubdtype(values.dtype, np.integer) or bool(np.all((values == 0) | (values == 1)))
 
 
 class DisplacementMap:
@@ -70,6 +130,22 @@ class DisplacementMap:
         Here by central differences (:meth:`jacobian_finite_difference`); exact where a subclass can do better."""
         return self.jacobian_finite_difference(points_mm)
 
+    def displacement_tensor(self, points_mm: torch.Tensor) -> torch.Tensor:
+        """u (N, 3) in mm at reference-frame points (N, 3) LPS mm given as a float32 tensor on :attr:`torch_device`
+        (the inverse map's inner loop; subclasses avoid the round trip through numpy)."""
+        values = self.displacement_at(points_mm.detach().cpu().numpy())
+        return torch.as_tensor(values, dtype=points_mm.dtype, device=points_mm.device)
+
+    def jacobian_tensor(self, points_mm: torch.Tensor, step_mm: float = 0.25) -> torch.Tensor:
+        """grad phi (N, 3, 3) at reference-frame points (N, 3) float32 LPS mm on :attr:`torch_device`, by central
+        differences of :meth:`displacement_tensor` (``J[n, i, j] = d phi_i / d x_j``; the six offsets in one call)."""
+        offsets = step_mm * torch.eye(3, dtype=points_mm.dtype, device=points_mm.device)
+        shifted = torch.cat([points_mm[None] + offsets[:, None], points_mm[None] - offsets[:, None]])  # (6, N, 3)
+        values = self.displacement_tensor(shifted.reshape(-1, 3)).reshape(2, 3, -1, 3)  # (+/-, axis j, N, i)
+        difference = (values[0] - values[1]).permute(1, 2, 0) / (2.0 * step_mm)  # (N, i, j)
+        return difference + torch.eye(3, dtype=difference.dtype, device=difference.device)
+
+    @torch.no_grad()
     def inverse_map_points(self, points_mm: np.ndarray, iterations: int = 100, tolerance_mm: float = 1e-3,
                            newton_iterations: int = 30) -> tuple[np.ndarray, np.ndarray]:
         """phi^-1: moving-frame points (N, 3) LPS mm -> the reference-frame points that map onto them.
@@ -77,52 +153,56 @@ class DisplacementMap:
         First the fixed-point iteration ``x <- y - u(x)`` from ``x = y`` (cheap; it converges where phi
         compresses or stretches by less than 2x); points where a step no longer halves ``|phi(x) - y|`` (slow or
         no convergence) continue with damped Newton steps ``x <- x - s (grad phi)^-1 (phi(x) - y)`` (grad phi by
-        central differences, ``s`` halved until the residual drops; a point no step lowers is given up). Returns
-        ``(x, residual_mm)`` with ``residual = |phi(x) - y|``.
-        """
-        targets = np.asarray(points_mm, dtype=np.float64).reshape(-1, 3)
-        x = targets.copy()
-        error = self.map_points(x) - targets
-        residual = np.linalg.norm(error, axis=1)
+        central differences, ``s`` halved until the residual drops; a point no step lowers is given up). A step is
+        taken only where it lowers the residual. Returns ``(x, residual_mm)`` with ``residual = |phi(x) - y|``.
 
-        def attempt(indices: np.ndarray, trial: np.ndarray) -> np.ndarray:
+        Computed in float32 tensors on :attr:`torch_device`: positions of a few hundred mm carry ~1e-5 mm of
+        rounding, far below the tolerance.
+        """
+        y = torch.as_tensor(np.asarray(points_mm, dtype=np.float64).reshape(-1, 3), dtype=torch.float32,
+                            device=self.torch_device)
+        x = y.clone()
+        error = self.displacement_tensor(x)  # phi(x) - y at x = y
+        residual = torch.linalg.vector_norm(error, dim=1)
+
+        def attempt(indices: torch.Tensor, trial: torch.Tensor) -> torch.Tensor:
             """Move ``indices`` to ``trial`` where that lowers the residual; return which moved."""
-            trial_error = self.map_points(trial) - targets[indices]
-            trial_residual = np.linalg.norm(trial_error, axis=1)
+            trial_error = trial + self.displacement_tensor(trial) - y[indices]
+            trial_residual = torch.linalg.vector_norm(trial_error, dim=1)
             better = trial_residual < residual[indices]
             moved = indices[better]
             x[moved], error[moved], residual[moved] = trial[better], trial_error[better], trial_residual[better]
             return better
 
-        stalled = np.zeros(targets.shape[0], dtype=bool)  # left to Newton: the plain step no longer halves it
+        active = torch.nonzero(residual > tolerance_mm).squeeze(1)
         for _ in range(iterations):
-            active = np.flatnonzero((residual > tolerance_mm) & ~stalled)
-            if active.size == 0:
+            if active.numel() == 0:
                 break
             before = residual[active]
             attempt(active, x[active] - error[active])
-            stalled[active[residual[active] > 0.5 * before]] = True
-        hopeless = np.zeros(targets.shape[0], dtype=bool)  # no Newton step of any length lowered the residual
+            after = residual[active]
+            active = active[(after <= 0.5 * before) & (after > tolerance_mm)]  # the rest: converged, or to Newton
+        hopeless = torch.zeros(len(y), dtype=torch.bool, device=y.device)  # no Newton step lowered the residual
         for _ in range(newton_iterations):
-            active = np.flatnonzero((residual > tolerance_mm) & ~hopeless)
-            if active.size == 0:
+            active = torch.nonzero((residual > tolerance_mm) & ~hopeless).squeeze(1)
+            if active.numel() == 0:
                 break
-            jacobian = self.jacobian_finite_difference(x[active])
-            usable = np.abs(np.linalg.det(jacobian)) > 1e-6
+            jacobian = self.jacobian_tensor(x[active])
+            usable = torch.linalg.det(jacobian).abs() > 1e-6
             hopeless[active[~usable]] = True
             active, jacobian = active[usable], jacobian[usable]
-            if active.size == 0:
+            if active.numel() == 0:
                 break
-            direction = np.linalg.solve(jacobian, error[active][..., None])[..., 0]
+            direction = torch.linalg.solve(jacobian, error[active])
             scale = 1.0
             for _ in range(8):  # backtracking: halve the step until the residual drops
                 better = attempt(active, x[active] - scale * direction)
                 active, direction = active[~better], direction[~better]
-                if active.size == 0:
+                if active.numel() == 0:
                     break
                 scale *= 0.5
             hopeless[active] = True
-        return x, residual
+        return x.double().cpu().numpy(), residual.double().cpu().numpy()
 
     def propagate_fixed_label(self, label: Volume, grid: Geometry, iterations: int = 100) -> Volume:
         """A label of the reference frame carried into the moving frame, on ``grid`` (the moving grid).
@@ -139,21 +219,33 @@ class DisplacementMap:
         each) through one inverse map, computed once over the union of their reaches. Where phi^-1 did not converge
         at more than 0.1 % of the voxels it gives a label, an :class:`InverseNotConverged` warning names it, or,
         given ``unresolved``, its message is stored there under the label's name (no warning: safe in threads)."""
-        boxes = []
+        boxes, margins = [], []
         for label in labels:
             inside_ijk = np.argwhere(np.asarray(label.array) > 0)[:, ::-1]
             if inside_ijk.size == 0:
                 raise InputError(f"{label.name} is empty: nothing to propagate")
             inside_mm = label.geometry.index_to_physical(inside_ijk)
             reach = float(np.max(np.linalg.norm(self.displacement_at(inside_mm), axis=1)))
-            margin = reach + 2.0 * max(max(label.geometry.spacing), max(grid.spacing))
-            boxes.append((inside_mm.min(0) - margin, inside_mm.max(0) + margin))
-        centres = grid.voxel_centres_physical().reshape(-1, 3)
-        within = [np.all((centres >= low) & (centres <= high), axis=1) for low, high in boxes]
-        candidates = np.flatnonzero(np.any(within, axis=0))
+            margins.append(reach + 2.0 * max(max(label.geometry.spacing), max(grid.spacing)))
+            boxes.append((inside_mm.min(0) - margins[-1], inside_mm.max(0) + margins[-1]))
+        # the voxels of grid near enough to a label to receive it (as far as its reach)
+        if all(label.geometry.matches(grid) for label in labels):
+            near = np.zeros(grid.array_shape, dtype=bool)
+            for label, margin in zip(labels, margins, strict=True):
+                near |= near_label(label, margin)
+            candidates = np.flatnonzero(near)
+            k, j, i = np.unravel_index(candidates, grid.array_shape)
+            centres = grid.index_to_physical(np.stack([i, j, k], axis=1))
+        else:
+            candidates, centres = voxels_within(grid, boxes)
+            if candidates.size:
+                near = np.zeros(len(candidates), dtype=bool)
+                for label, margin in zip(labels, margins, strict=True):
+                    near |= within_reach(label, margin, centres)
+                candidates, centres = candidates[near], centres[near]
         sources, residual = (None, None)
         if candidates.size:
-            sources, residual = self.inverse_map_points(centres[candidates], iterations)
+            sources, residual = self.inverse_map_points(centres, iterations)
         return [self._sample_label(label, grid, candidates, sources, residual, unresolved) for label in labels]
 
     def _sample_label(self, label: Volume, grid: Geometry, candidates: np.ndarray, sources: np.ndarray | None,
@@ -163,7 +255,7 @@ class DisplacementMap:
         result = np.zeros(grid.array_shape, dtype=values.dtype)
         if candidates.size == 0:
             return Volume(result, grid, f"{label.name} propagated")
-        binary = np.array_equal(np.unique(values), [0, 1]) or values.dtype == bool
+        binary = _is_binary(values)
         mode = "bilinear" if binary else "nearest"
         sampler = VolumeSampler([values.astype(np.float32)], label.geometry, self.torch_device, mode=mode)
         sampled = torch.cat([sampler(x)[:, 0] for x in tensor_chunks(sources, self.torch_device)]).cpu().numpy()
@@ -206,10 +298,33 @@ class SampledDisplacementMap(DisplacementMap):
 
     @torch.no_grad()
     def displacement_at(self, points_mm: np.ndarray) -> np.ndarray:
-        out = [self._sampler(x) for x in tensor_chunks(points_mm, self._device)]
-        return torch.cat(out).double().cpu().numpy() if out else np.zeros((0, 3))
+        return numpy_in_chunks(self._sampler, points_mm, self._device)
+
+    @torch.no_grad()
+    def displacement_tensor(self, points_mm: torch.Tensor) -> torch.Tensor:
+        return self._sampler(points_mm)  # one grid_sample call: no network activations to bound
 
     def deformation_gradient_at(self, points_mm: np.ndarray) -> np.ndarray:
         """F = grad phi (N, 3, 3) by central differences one grid spacing either side (the trilinear field's
         gradient is constant within a cell and jumps between cells; this averages it over two cells)."""
         return self.jacobian_finite_difference(points_mm, step_mm=float(min(self.grid.spacing)))
+
+    def deformation_gradient_at_nodes(self, ijk: np.ndarray) -> np.ndarray:
+        """F = grad phi (N, 3, 3) at the grid's nodes ``ijk`` ((N, 3) integer (i, j, k) indices) by central
+        differences of the node values one node either side along each index axis, taken to physical mm through
+        the grid's direction and spacing; at the grid's edge the outermost value is repeated (as beyond the border).
+        On an axis-aligned grid this equals :meth:`deformation_gradient_at` at the nodes' centres (trilinear
+        interpolation is linear along each axis within a cell), without interpolating."""
+        ijk = np.asarray(ijk, dtype=np.int64).reshape(-1, 3)
+        size = np.asarray(self.grid.size)
+        if len(ijk) and (ijk.min() < 0 or np.any(ijk.max(axis=0) >= size)):
+            raise InputError(f"node indices outside the grid {tuple(size)}")
+        differences = np.empty((len(ijk), 3, 3))  # [n, component i, index axis a]
+        for axis in range(3):
+            step = np.zeros(3, dtype=np.int64)
+            step[axis] = 1
+            ahead, behind = np.minimum(ijk + step, size - 1), np.maximum(ijk - step, 0)
+            differences[:, :, axis] = (self.displacement_mm[ahead[:, 2], ahead[:, 1], ahead[:, 0]]
+                                       - self.displacement_mm[behind[:, 2], behind[:, 1], behind[:, 0]]) / 2.0
+        per_mm = np.linalg.inv(self.grid.index_to_physical_matrix)  # d(index) / d(mm)
+        return np.eye(3) + differences @ per_mm

@@ -22,7 +22,7 @@ import torch
 from ..core.vocabulary import CancelSignal, InputError, is_cancelled
 from ..core.volume import Volume
 from .batched_siren import BatchedSiren
-from .compiled_loss import COMPILE_ERRORS, compile_failed, loss_function
+from .compiled_loss import compile_errors, compile_failed, loss_function
 from .config import RegistrationConfig
 from .coordinates import NormalizedCoordinates
 from .pair_registration import RegistrationCancelled
@@ -164,7 +164,7 @@ def register_pairs_together(jobs: list[PairJob], *, cancel: CancelSignal = None,
             try:
                 losses = loss_of(batch.network, points, *arguments)
                 losses.sum().backward()  # the pairs' weights are separate: each gets its own loss's gradient
-            except COMPILE_ERRORS as error:  # a compiled loss that fails to compile: go on eagerly
+            except compile_errors() as error:  # a compiled loss that fails to compile: go on eagerly
                 if loss_of is batched_training_losses:
                     raise
                 loss_of = compile_failed(error, batched_training_losses)

@@ -13,7 +13,7 @@ import torch
 
 from ..core.vocabulary import CancelSignal, is_cancelled
 from ..core.volume import Volume
-from .compiled_loss import COMPILE_ERRORS, compile_failed, loss_function
+from .compiled_loss import compile_errors, compile_failed, loss_function
 from .config import RegistrationConfig
 from .coordinates import NormalizedCoordinates
 from .pair_training import PairTraining, RegistrationProgress
@@ -102,7 +102,7 @@ def register_pair(
         try:
             loss = loss_of(network, x_mm, *arguments)
             loss.backward()
-        except COMPILE_ERRORS as error:  # a compiled loss that fails to compile: go on eagerly
+        except compile_errors() as error:  # a compiled loss that fails to compile: go on eagerly
             if loss_of is training_loss:
                 raise
             loss_of = compile_failed(error)

@@ -136,7 +136,8 @@ class PairTraining:
         self.losses.append(loss.detach())
         iteration = self.iteration
         if self.tail is not None:
-            self.tail.append(self._weights().detach().clone())
+            with torch.no_grad():  # a new tensor (the weights concatenated), outside the autograd graph
+                self.tail.append(self._weights())
         stop = self.plateau is not None and iteration < config.iterations and self.plateau.converged(self.losses)
         if iteration % config.progress_every == 0 or iteration == config.iterations or stop:
             if not torch.isfinite(self.losses[-1]):

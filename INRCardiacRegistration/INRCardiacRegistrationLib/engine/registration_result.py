@@ -22,7 +22,7 @@ from ..core.volume import Volume
 from ..fileio.displacement_field import write_displacement_field
 from .config import RegistrationConfig
 from .coordinates import NormalizedCoordinates
-from .displacement_map import DisplacementMap, tensor_chunks
+from .displacement_map import EVALUATION_CHUNK, DisplacementMap, numpy_in_chunks, tensor_chunks
 from .interpolation import VolumeSampler
 from .jacobian import determinant_of_identity_plus
 from .siren import Siren
@@ -55,9 +55,15 @@ class PairRegistration(DisplacementMap):
     @torch.no_grad()
     def displacement_at(self, points_mm: np.ndarray) -> np.ndarray:
         """u (N, 3) in mm at fixed-frame physical points (N, 3) LPS mm."""
-        out = [self.coordinates.scale_mm * self.network(self.coordinates.to_normalized(x)) for x in
-               tensor_chunks(points_mm, self.torch_device)]
-        return torch.cat(out).double().cpu().numpy() if out else np.zeros((0, 3))
+        return numpy_in_chunks(self.displacement_tensor, points_mm, self.torch_device)
+
+    @torch.no_grad()
+    def displacement_tensor(self, points_mm: torch.Tensor) -> torch.Tensor:
+        """u (N, 3) in mm at fixed-frame points (N, 3) float32 LPS mm on the network's device (in chunks of
+        :data:`EVALUATION_CHUNK` points, which bound the activations' memory)."""
+        out = [self.coordinates.scale_mm * self.network(self.coordinates.to_normalized(x))
+               for x in points_mm.split(EVALUATION_CHUNK)]
+        return torch.cat(out) if out else torch.zeros_like(points_mm)
 
     @torch.no_grad()
     def jacobian_determinant_at(self, points_mm: np.ndarray) -> np.ndarray:
