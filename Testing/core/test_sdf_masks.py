@@ -92,3 +92,23 @@ def test_sampling_mask_dilations():
         sampling_mask()
     with pytest.raises(ValueError, match="empty"):
         sampling_mask(myocardium=sphere.with_array(np.zeros_like(sphere.array), "myocardium"))
+
+
+def test_sdf_feature_is_kept_by_content_and_read_only():
+    """The same label content (any name) gives the kept feature, equal to a fresh computation and read-only (a caller
+    cannot change what a later pair gets); another label or clip gives its own."""
+    from INRCardiacRegistrationLib.core import sdf
+
+    geometry = Geometry((20, 18, 16), (1.0, 1.5, 2.0), (0.0, 0.0, 0.0))
+    mask = np.zeros(geometry.array_shape, np.uint8)
+    mask[4:10, 5:12, 6:14] = 1
+    first = sdf_feature(Volume(mask, geometry, "a"), 5.0)
+    again = sdf_feature(Volume(mask.copy(), geometry, "b"), 5.0)
+    assert again.array is first.array and again.name == "SDF of b" and not first.array.flags.writeable
+    fresh = np.clip(signed_distance_mm(Volume(mask, geometry)).array, -5.0, 5.0) / np.float32(5.0)
+    np.testing.assert_array_equal(first.array, fresh)
+    shifted = np.roll(mask, 1, axis=2)
+    assert not np.array_equal(sdf_feature(Volume(shifted, geometry, "c"), 5.0).array, first.array)
+    other_clip = sdf_feature(Volume(mask, geometry, "a"), 2.0).array
+    np.testing.assert_array_equal(other_clip, np.clip(signed_distance_mm(Volume(mask, geometry)).array, -2.0, 2.0) / 2)
+    assert len(sdf._FEATURES) <= sdf.FEATURES_KEPT

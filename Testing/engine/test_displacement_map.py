@@ -128,3 +128,57 @@ def test_non_convergence_is_a_warning_or_a_message_for_the_caller():
         carried = field.propagate_fixed_labels([Volume(label, GRID, "cavity")], GRID, unresolved=unresolved)
     assert set(unresolved) == {"cavity"} and "288 of the 288 voxels" in unresolved["cavity"]
     assert np.array_equal(carried[0].array, label)
+
+
+def _every_voxel_propagated(field: SampledDisplacementMap, label: Volume, grid: Geometry) -> np.ndarray:
+    """The reference answer without any shortcut: phi^-1 at every voxel of ``grid``, the binary label sampled there
+    (scipy, trilinear, border value repeated) and thresholded at 0.5."""
+    from scipy import ndimage
+
+    sources, _ = field.inverse_map_points(grid.voxel_centres_physical().reshape(-1, 3))
+    index = label.geometry.physical_to_index(sources)[:, ::-1].T
+    values = ndimage.map_coordinates(label.array.astype(np.float32), index, order=1, mode="nearest")
+    return (values >= 0.5).reshape(grid.array_shape)
+
+
+def test_propagation_looks_only_where_a_label_can_reach_and_misses_nothing():
+    """propagate_fixed_labels evaluates phi^-1 only at voxels near a label (the label dilated by its reach), on the
+    label's grid and on another grid (coarser, shifted: the general path). Both equal phi^-1 taken at every voxel,
+    for a label moved by up to ~7 mm."""
+    r = _centred(GRID)
+    u = np.stack([7.0 * np.exp(-np.sum(r ** 2, -1) / 300.0), 2.0 * np.sin(r[..., 0] / 8.0), np.zeros(r.shape[:-1])], -1)
+    field = SampledDisplacementMap(u, GRID)
+    label = np.zeros(GRID.array_shape, np.uint8)
+    label[9:15, 10:17, 11:18] = 1
+    label = Volume(label, GRID, "box")
+    other = Geometry((22, 25, 19), (2.0, 1.5, 2.5), tuple(GRID.index_to_physical(np.array([1.3, -0.7, 2.2]))),
+                     GRID.direction)
+    for grid in (GRID, other):
+        carried = np.asarray(field.propagate_fixed_label(label, grid).array) > 0
+        expected = _every_voxel_propagated(field, label, grid)
+        assert carried.sum() > 50 and np.array_equal(carried, expected)
+
+
+def test_deformation_gradient_at_nodes_is_the_central_difference_of_the_field():
+    """On an axis-aligned anisotropic grid the node differences equal deformation_gradient_at at the nodes (trilinear
+    interpolation is linear along each axis within a cell), edge nodes included (the border value repeated); on an
+    oblique grid a linear field u = A x gives F = I + A exactly at interior nodes."""
+    aligned = Geometry((12, 10, 8), (1.5, 1.25, 4.0), (-5.0, 3.0, 1.0))
+    r = _centred(aligned)
+    u = np.stack([2.0 * np.sin(r[..., 0] / 3.0) * r[..., 2] / 9.0, np.cos(r[..., 1] / 4.0), r[..., 0] * r[..., 1] / 40],
+                 axis=-1)
+    field = SampledDisplacementMap(u, aligned)
+    k, j, i = np.meshgrid(*(np.arange(n) for n in aligned.array_shape), indexing="ij")
+    ijk = np.stack([i.ravel(), j.ravel(), k.ravel()], axis=1)
+    at_nodes = field.deformation_gradient_at_nodes(ijk)
+    np.testing.assert_allclose(at_nodes, field.deformation_gradient_at(aligned.index_to_physical(ijk)), atol=2e-5)
+    a = np.array([[0.1, -0.2, 0.05], [0.3, 0.0, -0.1], [0.02, 0.15, -0.25]])
+    linear = SampledDisplacementMap(_centred(GRID) @ a.T, GRID)
+    interior = np.array([[1, 1, 1], [5, 7, 3], [GRID.size[0] - 2, GRID.size[1] - 2, GRID.size[2] - 2]])
+    expected = np.broadcast_to(np.eye(3) + a, (3, 3, 3))
+    np.testing.assert_allclose(linear.deformation_gradient_at_nodes(interior), expected, atol=1e-10)
+    import pytest
+    from INRCardiacRegistrationLib.core.vocabulary import InputError
+
+    with pytest.raises(InputError, match="outside the grid"):
+        linear.deformation_gradient_at_nodes(np.array([[0, 0, GRID.size[2]]]))
