@@ -187,11 +187,11 @@ class _CycleRun:
         self.region = cycle_field_region(inputs, self.mask, self.config,
                                          None if stored is None else Geometry.from_dict(stored))
         self.grid = self.region.grid
-        self.nodes = self.grid.voxel_centres_physical().reshape(-1, 3)
         # where the maps are evaluated: a heart region's core grown by one node (the rest of its margin extends
         # their values), else every node
         self.core_only = self.config.field_region == "heart"
-        self.evaluated = self.region.evaluated_points() if self.core_only else self.nodes
+        self.evaluated = (self.region.evaluated_points() if self.core_only
+                          else self.grid.voxel_centres_physical().reshape(-1, 3))
         # the sampling-mask voxels as indices into the field grid's nodes (the field grid contains them all)
         mask_ijk = np.argwhere(np.asarray(self.mask.array) > 0)[:, ::-1]
         low = np.rint(inputs.reference.geometry.physical_to_index(np.asarray(self.grid.origin))).astype(int)
