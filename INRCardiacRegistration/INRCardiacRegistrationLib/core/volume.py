@@ -13,6 +13,7 @@ import SimpleITK as sitk
 from .atomic_file import atomic_path
 from .geometry import Geometry
 from .gzip_check import require_complete_gzip
+from .itk_file_access import ITK_FILE_ACCESS
 from .vocabulary import InputError
 
 
@@ -69,7 +70,8 @@ class Volume:
             raise InputError(f"{label}: file not found: {path}")
         require_complete_gzip(path, label)
         try:
-            image = sitk.ReadImage(str(path))
+            with ITK_FILE_ACCESS:
+                image = sitk.ReadImage(str(path))
         except RuntimeError as error:
             raise unreadable_image(label, path, error) from error
         return cls.from_sitk(image, label)

@@ -13,7 +13,6 @@ Files: ``.h5``/``.hdf5``/``.tfm`` are ITK transform files (``DisplacementFieldTr
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +20,8 @@ import SimpleITK as sitk
 
 from ..core.atomic_file import atomic_path, file_suffix
 from ..core.geometry import Geometry
+from ..core.itk_file_access import ITK_FILE_ACCESS
 from ..core.vocabulary import InputError
-
-# ITK's HDF5 (.h5 transform files) is built without thread safety: two threads reading or writing transform files
-# at once crash the process (seen: a segmentation fault in ReadTransform), so one at a time does.
-_TRANSFORM_FILES = threading.Lock()
 
 TRANSFORM_SUFFIXES = (".h5", ".hdf5", ".tfm", ".txt", ".mat")
 IMAGE_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd", ".nii", ".nii.gz")
@@ -59,7 +55,7 @@ def write_displacement_field(path: str | Path, displacement_mm: np.ndarray, geom
     with atomic_path(path) as temporary:
         if suffix in TRANSFORM_SUFFIXES:
             transform = sitk.DisplacementFieldTransform(image)
-            with _TRANSFORM_FILES:
+            with ITK_FILE_ACCESS:
                 sitk.WriteTransform(transform, temporary)
         else:
             sitk.WriteImage(image, temporary, useCompression=True)
@@ -72,7 +68,7 @@ def read_displacement_transform(path: str | Path) -> sitk.DisplacementFieldTrans
     if not path.exists():
         raise InputError(f"displacement field file not found: {path}")
     if file_suffix(path) in TRANSFORM_SUFFIXES:
-        with _TRANSFORM_FILES:
+        with ITK_FILE_ACCESS:
             transform = sitk.ReadTransform(str(path))
         if transform.GetName() == "CompositeTransform":
             composite = sitk.CompositeTransform(transform)
@@ -82,7 +78,8 @@ def read_displacement_transform(path: str | Path) -> sitk.DisplacementFieldTrans
         if transform.GetName() != "DisplacementFieldTransform":
             raise InputError(f"{path} holds a {transform.GetName()}, not a displacement field transform")
         return sitk.DisplacementFieldTransform(transform)
-    image = sitk.ReadImage(str(path), sitk.sitkVectorFloat64)
+    with ITK_FILE_ACCESS:
+        image = sitk.ReadImage(str(path), sitk.sitkVectorFloat64)
     if image.GetNumberOfComponentsPerPixel() != 3 or image.GetDimension() != 3:
         raise InputError(f"{path} is not a 3D displacement field with 3 components")
     return sitk.DisplacementFieldTransform(image)

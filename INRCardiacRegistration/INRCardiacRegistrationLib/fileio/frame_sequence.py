@@ -32,6 +32,7 @@ import SimpleITK as sitk
 
 from ..core.geometry import Geometry
 from ..core.gzip_check import require_complete_gzip
+from ..core.itk_file_access import ITK_FILE_ACCESS
 from ..core.vocabulary import InputError
 from ..core.volume import Volume, itk_error_text, unreadable_image
 
@@ -374,7 +375,8 @@ def _dicom_header(path: Path, name: str) -> _DicomFile | None:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
-        reader.ReadImageInformation()
+        with ITK_FILE_ACCESS:
+            reader.ReadImageInformation()
     except RuntimeError as error:
         if path.name.upper() == "DICOMDIR":
             return None
@@ -463,7 +465,8 @@ def _read_image(path: Path, name: str) -> sitk.Image:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
-        return reader.Execute()
+        with ITK_FILE_ACCESS:
+            return reader.Execute()
     except RuntimeError as error:
         raise unreadable_image(name, path, error) from error
 
@@ -471,7 +474,8 @@ def _read_image(path: Path, name: str) -> sitk.Image:
 def _image_io(path: Path) -> str:
     """Name of the ITK ImageIO that can read ``path`` ("" when none can)."""
     try:
-        return sitk.ImageFileReader.GetImageIOFromFileName(str(path))
+        with ITK_FILE_ACCESS:
+            return sitk.ImageFileReader.GetImageIOFromFileName(str(path))
     except RuntimeError:
         return ""
 

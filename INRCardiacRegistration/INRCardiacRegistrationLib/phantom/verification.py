@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ..core.itk_file_access import ITK_FILE_ACCESS
 from .config import LABEL_VALUES, PhantomConfig
 from .files import load_phantom
 from .heart_frame import Z_APICAL, Z_BASE, endo_radius, epi_radius, from_heart_frame, heart_axes_lps
@@ -83,7 +84,8 @@ def verify_phantom(manifest_path: str | Path) -> dict:
     for t in range(config.frames):
         expected = phantom.trajectories.points_lps[t]
         csv_error = max(csv_error, float(np.abs(ground_truth_map(reference, t, config) - expected).max()))
-        transform = sitk.ReadTransform(str(phantom.ground_truth_path(t)))
+        with ITK_FILE_ACCESS:
+            transform = sitk.ReadTransform(str(phantom.ground_truth_path(t)))
         moved = np.array([transform.TransformPoint(tuple(float(c) for c in p)) for p in reference])
         transform_error = max(transform_error, float(np.linalg.norm(moved - expected, axis=1).max()))
     motion = measure_motion(config)
