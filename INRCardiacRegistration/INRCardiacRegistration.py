@@ -108,6 +108,7 @@ class RegistrationMode(enum.Enum):
 class Preset(enum.Enum):
     Paper = "paper"
     Fast = "fast"
+    CineMri = "cine-mri"
 
     def label(self):
         return preset_label(self.value)

@@ -17,8 +17,8 @@ For each patient folder under ROOT (``cine_4d.nii.gz``, ``ed_gt.nii.gz``, ``es_g
 Seconds: ours = the worker's wall time for the whole cycle (all frames), with the ED->ES pair's share in
 brackets; elastix = the one pair. Finished runs in OUT are reused (delete OUT to measure again).
 
-    python benchmarks/acdc.py --preset fast --device cpu --write-docs
-    python benchmarks/acdc.py --patients patient001 patient003 --alphas 0
+    python benchmarks/acdc.py --device cpu --write-docs
+    python benchmarks/acdc.py --patients patient001 patient003 --alphas 0 --options "--omega 20"
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from baselines import MRI_NOTE, MRI_OPTIONS, elastix_propagation, score
+from baselines import MRI_NOTE, MRI_PRESET, elastix_propagation, score
 from benchmark_report import machine_description, register_or_reuse, update_section
 from INRCardiacRegistrationLib.core.volume import Volume
 from INRCardiacRegistrationLib.cycle.run_folder import RunFolder
+from INRCardiacRegistrationLib.engine.config import PRESETS
 from INRCardiacRegistrationLib.engine.devices import resolve_device
 from INRCardiacRegistrationLib.fileio.frame_sequence import read_4d_frames
 
@@ -54,13 +55,14 @@ def register(patient: Path, meta: dict, run_dir: Path, alpha: float, preset: str
     return register_or_reuse(argv, run_dir)
 
 
-def run_name(patient: str, alpha: float, options: str) -> str:
-    """``patient001_alpha0_omega20_local-ncc-mm20``: the run folder of one setting."""
+def run_name(patient: str, alpha: float, options: str, preset: str = "fast") -> str:
+    """``patient001_alpha0_omega20_local-ncc-mm20`` (``patient001_cine-mri_alpha0...`` for another preset than
+    fast): the run folder of one setting."""
     slug = "".join(c for c in options.replace("--", "_").replace(" ", "") if c.isalnum() or c in "_-.")
-    return f"{patient}_alpha{alpha:g}{slug}"
+    return f"{patient}{'' if preset == 'fast' else '_' + preset}_alpha{alpha:g}{slug}"
 
 
-def evaluate_patient(patient: Path, out: Path, settings: list[tuple[float, str]], preset: str, device: str) -> dict:
+def evaluate_patient(patient: Path, out: Path, settings: list[tuple[float, str, str]], device: str) -> dict:
     meta = json.loads((patient / "meta.json").read_text())
     ed, es = meta["ed_index"], meta["es_index"]
     frames = read_4d_frames(patient / "cine_4d.nii.gz")
@@ -71,8 +73,8 @@ def evaluate_patient(patient: Path, out: Path, settings: list[tuple[float, str]]
     row["none"] = score(np.asarray(ed_labels.array) == MYOCARDIUM, truth, geometry)
     warped, seconds = elastix_propagation(frames[es], frames[ed], ed_labels)
     row["elastix"] = (*score(warped == MYOCARDIUM, truth, geometry), seconds)
-    for alpha, options in settings:
-        run_dir = out / run_name(patient.name, alpha, options)
+    for alpha, preset, options in settings:
+        run_dir = out / run_name(patient.name, alpha, options, preset)
         seconds = register(patient, meta, run_dir, alpha, preset, device, options.split())
         run = RunFolder(run_dir)
         propagated = np.asarray(Volume.read(run.label_path(es)).array) > 0
@@ -86,9 +88,9 @@ def _mean_sd(values: list[float]) -> str:
     return f"{values.mean():.3f} +- {values.std(ddof=1) if len(values) > 1 else 0.0:.3f}"
 
 
-def table(rows: list[dict], settings: list[tuple[float, str]]) -> str:
+def table(rows: list[dict], settings: list[tuple[float, str, str]]) -> str:
     methods = [("none", "no registration"), ("elastix", "elastix B-spline")] + [
-        (f"alpha{a:g}", f"ours, alpha {a:g} ({f'`{o}`' if o else 'preset only'})") for a, o in settings]
+        (f"alpha{a:g}", f"ours, alpha {a:g} (`--preset {p}{' ' + o if o else ''}`)") for a, p, o in settings]
     head = "| patient | ES frame | " + " | ".join(
         f"{title}: Dice / HD95 mm" + ("" if key == "none" else " / s") for key, title in methods) + " |"
     lines = [head, "|" + "---|" * (2 + len(methods))]
@@ -117,12 +119,13 @@ def main() -> int:
     parser.add_argument("--root", type=Path, default=DEFAULT_DATA, help=f"ACDC folder (default {DEFAULT_DATA})")
     parser.add_argument("--patients", nargs="+", default=None, help="patient folder names (default: all)")
     parser.add_argument("--alphas", nargs="+", type=float, default=[0.0, 0.8])
-    parser.add_argument("--preset", default="fast", choices=("fast", "paper"))
+    parser.add_argument("--preset", default=MRI_PRESET, choices=sorted(PRESETS),
+                        help=f"preset of the alpha-0 runs (default {MRI_PRESET})")
+    parser.add_argument("--labelled-preset", default="fast", choices=sorted(PRESETS),
+                        help="preset of the runs with alpha > 0 (default fast, see the docs)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--options", default=MRI_OPTIONS,
-                        help=f"further register options for the alpha-0 runs (default: {MRI_OPTIONS!r}; '' for none)")
-    parser.add_argument("--labelled-options", default="",
-                        help="further register options for the runs with alpha > 0 (default: none, see the docs)")
+    parser.add_argument("--options", default="", help="further register options for the alpha-0 runs")
+    parser.add_argument("--labelled-options", default="", help="further register options for the runs with alpha > 0")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "acdc")
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
@@ -132,18 +135,19 @@ def main() -> int:
     if args.patients:
         patients = [p for p in patients if p.name in args.patients]
     device = resolve_device(args.device)
-    settings = [(alpha, args.options if alpha == 0 else args.labelled_options) for alpha in args.alphas]
+    settings = [(alpha, args.preset, args.options) if alpha == 0 else
+                (alpha, args.labelled_preset, args.labelled_options) for alpha in args.alphas]
     rows = []
     for patient in patients:
         print(f"{patient.name} ...", file=sys.stderr, flush=True)
-        rows.append(evaluate_patient(patient, args.out, settings, args.preset, device.type))
+        rows.append(evaluate_patient(patient, args.out, settings, device.type))
         print(table(rows[-1:], settings).splitlines()[2], file=sys.stderr, flush=True)
     text = table(rows, settings)
     print(text)
     if args.write_docs:
-        command = f"python benchmarks/acdc.py --preset {args.preset} --device {args.device} --write-docs"
-        body = (f"Machine: {machine_description(device)}. Preset `{args.preset}`, "
-                f"non-sequential from ED, device {device.type}. Dice and HD95 of the ED LV myocardium propagated to "
+        command = f"python benchmarks/acdc.py --device {args.device} --write-docs"
+        body = (f"Machine: {machine_description(device)}. Non-sequential from ED, device {device.type}. Dice and HD95 "
+                f"of the ED LV myocardium propagated to "
                 f"ES against the expert ES label; ours: s = whole cycle (ED->ES pair in brackets).\n\n"
                 f"    {command}\n\n{text}\n\n{MRI_NOTE}\n")
         update_section("ACDC cine MRI: ED -> ES myocardium", body)

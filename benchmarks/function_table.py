@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from acdc import DEFAULT_DATA, register, run_name
-from baselines import MRI_OPTIONS
+from baselines import MRI_PRESET
 from benchmark_report import machine_description, update_section
 from INRCardiacRegistrationLib.cli.main import main as cli_main
 from INRCardiacRegistrationLib.core.aha_segments import SEGMENT_NAMES
@@ -205,8 +205,8 @@ def acdc_row(patient: Path, out: Path, device: str) -> dict:
     row = {"patient": patient.name, "frames": meta["n_frames"], "es_true": meta["es_index"], "edv_true": edv,
            "esv_true": esv, "ef_true": 100.0 * (edv - esv) / edv}
     for key, extra in (("", ""), ("_relative", f" --blood-pool-label {ACDC_CAVITY}")):
-        run_dir = out / run_name(patient.name, 0.0, MRI_OPTIONS + extra)
-        register(patient, meta, run_dir, 0.0, "fast", device, (MRI_OPTIONS + extra).split())
+        run_dir = out / run_name(patient.name, 0.0, extra.strip(), MRI_PRESET)
+        register(patient, meta, run_dir, 0.0, MRI_PRESET, device, extra.split())
         ours = run_function(run_dir, ACDC_CAVITY, meta["es_index"])
         row.update({f"es{key}": ours.es_frame, f"edv{key}": ours.edv_ml, f"esv{key}": ours.esv_ml,
                     f"ef{key}": ours.ef_pct})
@@ -281,7 +281,7 @@ def main() -> int:
             rows.append(acdc_row(patient, args.out / "acdc", device.type))
         sections["Cardiac function: ACDC"] = (
             f"`python benchmarks/function_table.py --device {device.type} --write-docs`\n\n{machine} Whole cycle "
-            f"from ED with only the ED labels (alpha 0, fast preset, `{MRI_OPTIONS}`, the alpha-0 runs of "
+            f"from ED with only the ED labels (alpha 0, preset `{MRI_PRESET}`, the alpha-0 runs of "
             "`benchmarks/acdc.py`); the ED LV cavity (label 3) carried through the cycle against the expert ED and "
             "ES cavity labels. Last column: the same runs with `--blood-pool-label 3` given at registration (the "
             "cavity's Jacobian penalty relative to its mean). These cropped volumes hold the LV between their first "

@@ -11,7 +11,7 @@ The cycle is registered non-sequentially from ED with ``inr-cardiac register``, 
 (``--myocardium-label 2``, heart mask = labels 1 and 2) with alpha 0 (only ED is labelled, so no SDF term
 elsewhere). The ED cavity propagated to ES is scored (Dice, HD95) on the slices with an ES contour.
 
-    python benchmarks/sunnybrook.py --preset fast --device cpu --write-docs
+    python benchmarks/sunnybrook.py --device cpu --write-docs
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from baselines import MRI_OPTIONS, elastix_propagation, score
+from baselines import MRI_PRESET, elastix_propagation, score
 from benchmark_report import machine_description, register_or_reuse, update_section
 from INRCardiacRegistrationLib.core.volume import Volume
 from INRCardiacRegistrationLib.cycle.run_folder import RunFolder
+from INRCardiacRegistrationLib.engine.config import PRESETS
 from INRCardiacRegistrationLib.engine.devices import resolve_device
 from INRCardiacRegistrationLib.fileio.frame_sequence import FrameSequence, read_frame_sequence
 from matplotlib.path import Path as Polygon
@@ -85,10 +86,9 @@ def contour_labels(dicom_dir: Path, contour_dir: Path, sequence: FrameSequence) 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--preset", default="fast", choices=("fast", "paper"))
+    parser.add_argument("--preset", default=MRI_PRESET, choices=sorted(PRESETS))
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--options", default=MRI_OPTIONS,
-                        help=f"further register options for our runs (default: {MRI_OPTIONS!r}; '' for none)")
+    parser.add_argument("--options", default="", help="further register options for our runs")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "sunnybrook")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
@@ -113,7 +113,7 @@ def main() -> int:
     warped, seconds = elastix_propagation(sequence.frames[es], sequence.frames[ed], labels[ed])
     rows["elastix"] = (*score(on_scored_slices(warped == CAVITY), truth, geometry), seconds)
     device = resolve_device(args.device)
-    run_dir = args.out / "run_alpha0"
+    run_dir = args.out / f"run_{args.preset}_alpha0{args.options.replace(' ', '')}"
     run = RunFolder(run_dir)
     argv = ["register", str(dicom_dir), "--out", str(run_dir), "--reference-frame", str(ed), "--labels",
             f"{ed}={ed_path}", "--myocardium-label", str(CAVITY), "--heart-label", "1", "2", "--alpha", "0",
@@ -130,7 +130,8 @@ def main() -> int:
             "Dice / HD95 mm / s (ED->ES pair) |\n|---|---|---|---|\n" + line)
     print(text)
     if args.write_docs:
-        body = (f"Machine: {machine_description(device)}. Preset `{args.preset}` with `{args.options}`. LV cavity "
+        options = f" with `{args.options}`" if args.options else ""
+        body = (f"Machine: {machine_description(device)}. Preset `{args.preset}`{options}. LV cavity "
                 f"of ED propagated to ES, scored on the slices with an ES contour.\n\n"
                 f"    python benchmarks/sunnybrook.py --preset {args.preset} --device {args.device} --write-docs\n\n"
                 f"{text}\n")

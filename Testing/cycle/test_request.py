@@ -23,7 +23,14 @@ from INRCardiacRegistrationLib.cycle.request import (
     request_from_arguments,
     worker_command,
 )
-from INRCardiacRegistrationLib.engine.config import preset
+from INRCardiacRegistrationLib.engine.config import (
+    PRESET_DESCRIPTIONS,
+    PRESETS,
+    field_names,
+    overrides_of,
+    preset,
+    preset_label,
+)
 
 
 def _request(tmp_path: Path) -> RunRequest:
@@ -208,3 +215,19 @@ def test_a_command_line_recorded_with_worker_options_reads_when_asked():
         RunRequest.from_argv(argv)
     request = RunRequest.from_argv(argv, ignore_worker_options=True)
     assert request.inputs.labels == ("/d/l.nii.gz",) and request.registration.alpha == 1.0
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_is_reached_from_the_command_line_and_described(name):
+    """``--preset NAME`` gives exactly the preset (no override recorded), and every preset has a menu description."""
+    request = RunRequest.from_argv(["ct.nii.gz", "--preset", name])
+    assert request.registration == preset(name) and overrides_of(request.registration, name) == {}
+    assert PRESET_DESCRIPTIONS[name] and name in preset_label(name)
+
+
+def test_the_cine_mri_preset_keeps_the_fast_schedule_and_network():
+    """cine-mri changes what the loss sees (NCC neighbourhoods) and the network's bandwidth, not the cost: the same
+    iteration ceilings, stopping rule, points and network size as fast, so a cycle takes the time of a fast one."""
+    cine, fast = preset("cine-mri"), preset("fast")
+    changed = {name for name in field_names() if getattr(cine, name) != getattr(fast, name)}
+    assert changed == {"omega", "local_ncc_mm"} and cine.omega < fast.omega and cine.local_ncc_mm > 0

@@ -11,8 +11,8 @@ import SimpleITK as sitk
 from .vocabulary import InputError
 from .volume import Volume
 
-FEATURES_KEPT = 4  # SDF features kept by sdf_feature (about 2 MB each for a 512k-voxel frame)
-_FEATURES: OrderedDict[tuple[str, float], np.ndarray] = OrderedDict()
+FEATURES_KEPT = 6  # signed distances kept (about 2 MB each for a 512k-voxel frame)
+_FEATURES: OrderedDict[tuple[str, float | None], np.ndarray] = OrderedDict()
 _FEATURE_LOCK = threading.Lock()
 
 
@@ -43,20 +43,33 @@ def sdf_feature(label: Volume, clip_mm: float = 20.0) -> Volume:
     """The registration's SDF channel: the signed distance clipped to [-clip_mm, +clip_mm] and divided by
     ``clip_mm`` (one fixed factor for every frame, so values are comparable across frames), in [-1, 1].
 
-    The last few features are kept (read-only arrays), keyed by the label's content and grid: a cycle's pairs share
-    their fixed frame (the reference, or in sequential mode the previous pair's moving frame)."""
+    Kept as :func:`kept_signed_distance_mm`: a cycle's pairs share their fixed frame (the reference, or in sequential
+    mode the previous pair's moving frame)."""
     if not clip_mm > 0:
         raise InputError(f"sdf 'clip_mm' must be > 0, got {clip_mm}")
-    key = (label.digest(), float(clip_mm))
+    return label.with_array(_kept(label, float(clip_mm)), name=f"SDF of {label.name}")
+
+
+def kept_signed_distance_mm(label: Volume) -> Volume:
+    """:func:`signed_distance_mm`, of which the last few are kept (read-only arrays, keyed by the label's content
+    and grid): a cycle carries the same reference labels into every frame."""
+    return label.with_array(_kept(label, None), name=f"SDF of {label.name}")
+
+
+def _kept(label: Volume, clip_mm: float | None) -> np.ndarray:
+    """The signed distance of ``label`` (mm; clipped and divided by ``clip_mm`` unless None), from the cache."""
+    key = (label.digest(), clip_mm)
     with _FEATURE_LOCK:
-        feature = _FEATURES.get(key)
-        if feature is not None:
+        field = _FEATURES.get(key)
+        if field is not None:
             _FEATURES.move_to_end(key)
-    if feature is None:
-        feature = np.clip(signed_distance_mm(label).array, -clip_mm, clip_mm) / np.float32(clip_mm)
-        feature.setflags(write=False)
+    if field is None:
+        field = signed_distance_mm(label).array
+        if clip_mm is not None:
+            field = np.clip(field, -clip_mm, clip_mm) / np.float32(clip_mm)
+        field.setflags(write=False)
         with _FEATURE_LOCK:
-            _FEATURES[key] = feature
+            _FEATURES[key] = field
             while len(_FEATURES) > FEATURES_KEPT:
                 _FEATURES.popitem(last=False)
-    return label.with_array(feature, name=f"SDF of {label.name}")
+    return field

@@ -16,6 +16,7 @@ import torch
 from scipy import ndimage
 
 from ..core.geometry import Geometry
+from ..core.sdf import kept_signed_distance_mm
 from ..core.vocabulary import InputError
 from ..core.volume import Volume
 from .interpolation import VolumeSampler
@@ -207,9 +208,11 @@ class DisplacementMap:
     def propagate_fixed_label(self, label: Volume, grid: Geometry, iterations: int = 100) -> Volume:
         """A label of the reference frame carried into the moving frame, on ``grid`` (the moving grid).
 
-        Each voxel y of ``grid`` takes the label found at phi^-1(y) in the reference frame: binary labels by
-        trilinear interpolation thresholded at 0.5, multi-valued labels by nearest neighbour. Only voxels
-        within the reach of the label (its box grown by the largest displacement) are evaluated.
+        Each voxel y of ``grid`` takes the label found at phi^-1(y) in the reference frame: a binary label is
+        inside where its signed distance (mm, :func:`~..core.sdf.signed_distance_mm`), interpolated trilinearly,
+        is negative (shape-based interpolation: between thick slices the surface moves smoothly from one slice's
+        contour to the next, where interpolating the 0/1 values would jump halfway between them); a multi-valued
+        label by nearest neighbour. Only voxels within the reach of the label are evaluated.
         """
         return self.propagate_fixed_labels([label], grid, iterations)[0]
 
@@ -255,12 +258,14 @@ class DisplacementMap:
         result = np.zeros(grid.array_shape, dtype=values.dtype)
         if candidates.size == 0:
             return Volume(result, grid, f"{label.name} propagated")
-        binary = _is_binary(values)
-        mode = "bilinear" if binary else "nearest"
-        sampler = VolumeSampler([values.astype(np.float32)], label.geometry, self.torch_device, mode=mode)
+        binary = _is_binary(values) and not np.all(values)  # a label filling its grid has no surface
+        if binary:
+            sampler = VolumeSampler([kept_signed_distance_mm(label).array], label.geometry, self.torch_device)
+        else:
+            sampler = VolumeSampler([values.astype(np.float32)], label.geometry, self.torch_device, mode="nearest")
         sampled = torch.cat([sampler(x)[:, 0] for x in tensor_chunks(sources, self.torch_device)]).cpu().numpy()
         # Where the inverse matters: the voxels that receive the label.
-        labelled = sampled >= 0.5
+        labelled = sampled < 0 if binary else sampled >= 0.5
         unresolved = int(np.count_nonzero(residual[labelled] > 0.1))
         if unresolved > 0.001 * max(int(labelled.sum()), 1):
             message = (f"phi inverse did not converge for {unresolved} of the {int(labelled.sum())} voxels given the "
@@ -270,7 +275,7 @@ class DisplacementMap:
             else:
                 unresolved_messages[label.name] = message
         flat = result.reshape(-1)
-        flat[candidates] = (sampled >= 0.5) if binary else np.rint(sampled).astype(values.dtype)
+        flat[candidates] = labelled if binary else np.rint(sampled).astype(values.dtype)
         return Volume(result, grid, f"{label.name} propagated")
 
 
