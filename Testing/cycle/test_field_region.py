@@ -7,10 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from helpers import run_sampling_mask_and_region
+from helpers import oblique_direction, run_sampling_mask_and_region
 from INRCardiacRegistrationLib.core.geometry import Geometry
+from INRCardiacRegistrationLib.core.vocabulary import InputError
 from INRCardiacRegistrationLib.core.volume import Volume
-from INRCardiacRegistrationLib.cycle.field_region import field_region
+from INRCardiacRegistrationLib.cycle.field_region import field_lattice, field_region
 from INRCardiacRegistrationLib.engine.registration_result import PairRegistration
 from INRCardiacRegistrationLib.fileio.displacement_field import read_displacement_field
 
@@ -164,3 +165,73 @@ def test_written_margin_is_the_evaluated_boxs_edge_value_tapered(tiny_run):
         assert np.abs(written - expected).max() < 1e-5
         (i0, j0, k0), (i1, j1, k1) = region.core_low, region.core_high
         assert np.all(region.weights()[k0:k1 + 1, j0:j1 + 1, i0:i1 + 1] == 1.0)
+
+
+THICK = Geometry((20, 18, 6), (1.5, 1.5, 10.0), (-10.0, 5.0, 3.0), oblique_direction())
+
+
+def test_thick_slices_get_a_finer_lattice_that_holds_every_voxel_centre():
+    """10 mm slices at 1.5 mm pixels: the field lattice divides the slice axis in 4 (2.5 mm), keeps the grid's
+    extent, and every reference voxel centre is one of its nodes; an isotropic-enough grid is its own lattice."""
+    lattice = field_lattice(THICK)
+    assert lattice.spacing == (1.5, 1.5, 2.5) and lattice.size == (20, 18, 21)
+    centres = THICK.voxel_centres_physical().reshape(-1, 3)
+    nodes = lattice.physical_to_index(centres)
+    assert np.abs(nodes - np.rint(nodes)).max() < 1e-6 and np.all(np.rint(nodes[:, 2]) % 4 == 0)
+    assert field_lattice(REFERENCE) is REFERENCE  # 2 mm against 1.5 mm: not more than twice as coarse
+
+
+def test_a_thick_slice_region_lies_on_the_lattice_and_a_resumed_run_keeps_its_older_grid():
+    """The heart region of a thick-slice image: on the lattice, its core holds the mask's voxel centres (weight 1)
+    and its taper is as wide in mm as asked; a run begun on the reference grid's own lattice keeps that grid."""
+    array = np.zeros(THICK.array_shape, bool)
+    array[2:4, 5:12, 6:14] = True
+    mask = Volume(array, THICK, "mask")
+    region = field_region(THICK, mask, region="heart", margin_mm=10.0)
+    assert region.grid.spacing == field_lattice(THICK).spacing
+    centres = THICK.voxel_centres_physical()[array]
+    nodes = region.nodes_at(centres)
+    np.testing.assert_allclose(region.grid.index_to_physical(nodes), centres, atol=1e-6)
+    assert np.all(region.weights()[nodes[:, 2], nodes[:, 1], nodes[:, 0]] == 1.0)
+    with pytest.raises(InputError, match="not a node"):
+        region.nodes_at(centres + np.asarray(THICK.direction).reshape(3, 3)[:, 2] * 1.25)  # half a node away
+    assert region.ramp_low == (7, 7, 4) and region.ramp_high == (7, 7, 4)
+    older = THICK.subgrid(np.array([4, 3, 0]), np.array([16, 13, 5]), clip=False)
+    assert field_region(THICK, mask, region="heart", margin_mm=10.0, grid=older).grid == older
+
+
+def test_a_thick_slice_run_writes_the_network_between_its_slices_and_scores_folding_at_its_voxels(tmp_path):
+    """The real worker on a phantom of 8 mm slices (3 mm pixels): the written field lies on the finer lattice
+    (4 mm along the slices' axis) and equals the network on the sampling mask and at the nodes between its slices
+    (within 0.01 mm), and the folding in metrics.csv is SimpleITK's Jacobian determinant of the written field (central
+    differences) at the mask's voxel centres."""
+    from helpers import register_argv
+    from INRCardiacRegistrationLib.cli.main import main
+    from INRCardiacRegistrationLib.cycle.run_folder import RunFolder
+    from INRCardiacRegistrationLib.fileio.displacement_field import displacement_image
+    from INRCardiacRegistrationLib.phantom.config import PhantomConfig
+    from INRCardiacRegistrationLib.phantom.files import generate_phantom, load_phantom
+
+    phantom = load_phantom(generate_phantom(tmp_path / "phantom", PhantomConfig(frames=3, spacing_mm=(3.0, 3.0, 8.0))))
+    run = RunFolder(tmp_path / "run")
+    options = ("--quiet", "--no-report", "--preset", "fast", "--iterations", "60", "--warm-start-iterations", "30",
+               "--points", "1000", "--device", "cpu")
+    assert main(register_argv(phantom, tmp_path / "run", *options)) == 0
+    mask, region = run_sampling_mask_and_region(run)
+    assert region.grid.spacing[2] == pytest.approx(4.0) and region.grid.spacing[:2] == mask.geometry.spacing[:2]
+    (i0, j0, k0), (i1, j1, k1) = region.core_low, region.core_high
+    between = region.grid.voxel_centres_physical()[k0 + 1:k1:2, j0:j1 + 1, i0:i1 + 1].reshape(-1, 3)  # odd nodes
+    mask_points = mask.geometry.voxel_centres_physical()[np.asarray(mask.array) > 0]
+    metrics = {row["frame"]: row for row in run.read_metrics()}
+    for t in (1, 2):
+        u, grid = read_displacement_field(run.transform_path(t))
+        assert grid == region.grid
+        network = PairRegistration.load(run.checkpoint_path(t), "cpu")
+        for points in (mask_points, between):
+            nodes = region.nodes_at(points)
+            written = u[nodes[:, 2], nodes[:, 1], nodes[:, 0]]
+            assert np.abs(written - network.displacement_at(points)).max() <= 0.01
+        determinant = sitk.GetArrayFromImage(sitk.DisplacementFieldJacobianDeterminant(displacement_image(u, grid)))
+        nodes = region.nodes_at(mask_points)
+        expected = 100.0 * np.mean(determinant[nodes[:, 2], nodes[:, 1], nodes[:, 0]] <= 0)
+        assert metrics[t]["negative_jacobian_pct"] == pytest.approx(expected, abs=1e-9)

@@ -192,10 +192,10 @@ class _CycleRun:
         self.core_only = self.config.field_region == "heart"
         self.evaluated = (self.region.evaluated_points() if self.core_only
                           else self.grid.voxel_centres_physical().reshape(-1, 3))
-        # the sampling-mask voxels as indices into the field grid's nodes (the field grid contains them all)
-        mask_ijk = np.argwhere(np.asarray(self.mask.array) > 0)[:, ::-1]
-        low = np.rint(inputs.reference.geometry.physical_to_index(np.asarray(self.grid.origin))).astype(int)
-        self.mask_ijk = mask_ijk - low  # (i, j, k) on the field grid
+        # the sampling-mask voxels as indices into the field grid's nodes (the field grid holds them all: each
+        # reference voxel centre is one of its nodes)
+        mask_mm = inputs.reference.geometry.index_to_physical(np.argwhere(np.asarray(self.mask.array) > 0)[:, ::-1])
+        self.mask_ijk = self.region.nodes_at(mask_mm)  # (i, j, k) on the field grid
         self.tracking = _Tracking()
         self.clock = EtaClock()
         self.last_finished: int | None = None
