@@ -108,6 +108,7 @@ class RegistrationMode(enum.Enum):
 class Preset(enum.Enum):
     Paper = "paper"
     Fast = "fast"
+    Ct = "ct"
     CineMri = "cine-mri"
 
     def label(self):

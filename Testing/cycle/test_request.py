@@ -225,9 +225,11 @@ def test_every_preset_is_reached_from_the_command_line_and_described(name):
     assert PRESET_DESCRIPTIONS[name] and name in preset_label(name)
 
 
-def test_the_cine_mri_preset_keeps_the_fast_schedule_and_network():
-    """cine-mri changes what the loss sees (NCC neighbourhoods) and the network's bandwidth, not the cost: the same
-    iteration ceilings, stopping rule, points and network size as fast, so a cycle takes the time of a fast one."""
-    cine, fast = preset("cine-mri"), preset("fast")
-    changed = {name for name in field_names() if getattr(cine, name) != getattr(fast, name)}
-    assert changed == {"omega", "local_ncc_mm"} and cine.omega < fast.omega and cine.local_ncc_mm > 0
+@pytest.mark.parametrize("name", ["ct", "cine-mri"])
+def test_the_modality_presets_keep_the_fast_schedule_and_network(name):
+    """ct and cine-mri change what the loss sees (NCC neighbourhoods) and the network's bandwidth, not the cost: the
+    same iteration ceilings, stopping rule, points and network size as fast, so a cycle takes the time of a fast
+    one."""
+    modality, fast = preset(name), preset("fast")
+    changed = {field for field in field_names() if getattr(modality, field) != getattr(fast, field)}
+    assert changed == {"omega", "local_ncc_mm"} and modality.omega < fast.omega and modality.local_ncc_mm > 0
