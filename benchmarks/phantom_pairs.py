@@ -27,9 +27,9 @@ from INRCardiacRegistrationLib.core.masks import label_mask, sampling_mask
 from INRCardiacRegistrationLib.cycle.request import RunRequest
 from INRCardiacRegistrationLib.engine.config import PRESETS
 from INRCardiacRegistrationLib.engine.pair_registration import register_pair
-from INRCardiacRegistrationLib.phantom.config import LABEL_VALUES, PhantomConfig
-from INRCardiacRegistrationLib.phantom.files import generate_phantom, load_phantom
+from INRCardiacRegistrationLib.phantom.config import LABEL_VALUES
 from INRCardiacRegistrationLib.phantom.motion import ground_truth_map
+from phantom_table import phantom_in
 
 # the parts of the ct / cine-mri presets one by one, on top of fast (global NCC, omega 30)
 SCREENED = ["", "--omega 12", "--local-ncc-mm 20", "--local-ncc-mm 12", "--local-ncc-mm 20 --omega 20",
@@ -69,15 +69,7 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
-    phantom_dir = args.out / "phantom"
-    if not (phantom_dir / "manifest.json").is_file():
-        texture = {} if args.texture_ct is None else {"texture_ct": str(args.texture_ct), "noise_hu": 0.0,
-                                                      "blur_mm": 0.0}
-        generate_phantom(phantom_dir, PhantomConfig(frames=20, **texture))
-    phantom = load_phantom(phantom_dir)
-    if (phantom.config.texture_ct is not None) != (args.texture_ct is not None):
-        raise SystemExit(f"{phantom_dir} holds a phantom {'with' if phantom.config.texture_ct else 'without'} a "
-                         "texture CT: use another --out")
+    phantom = phantom_in(args.out, 20, args.texture_ct)
     lines = ["| setting | dense error (mm) | dense error p95 (mm) | landmark TRE (mm) | s per pair |",
              "|---|---|---|---|---|"]
     for setting in args.settings:

@@ -26,7 +26,7 @@ from INRCardiacRegistrationLib.cycle.run_folder import RunFolder
 from INRCardiacRegistrationLib.engine.devices import resolve_device
 from INRCardiacRegistrationLib.phantom.config import PhantomConfig
 from INRCardiacRegistrationLib.phantom.evaluation import evaluate_run_on_phantom
-from INRCardiacRegistrationLib.phantom.files import generate_phantom, load_phantom
+from INRCardiacRegistrationLib.phantom.files import Phantom, generate_phantom, load_phantom
 
 MODES = ("sequential", "non-sequential")
 ALPHAS = (0.0, 0.8, 1.0)
@@ -49,6 +49,24 @@ def register(phantom_dir: Path, run_dir: Path, mode: str, alpha: float, preset: 
     return register_or_reuse(argv, run_dir)
 
 
+def phantom_in(out: Path, frames: int, texture_ct: Path | None) -> Phantom:
+    """The phantom in ``out/phantom``, generated there the first time (``frames`` frames; the reference frame a real
+    CT's texture, without added noise or blur, when ``texture_ct`` is given); one of other frames or texture there is
+    refused (use another ``out``)."""
+    phantom_dir = out / "phantom"
+    if not (phantom_dir / "manifest.json").is_file():
+        texture = {} if texture_ct is None else {"texture_ct": str(texture_ct), "noise_hu": 0.0, "blur_mm": 0.0}
+        generate_phantom(phantom_dir, PhantomConfig(frames=frames, **texture))
+    phantom = load_phantom(phantom_dir)
+    if phantom.config.frames != frames:
+        raise SystemExit(f"{phantom_dir} holds a phantom of {phantom.config.frames} frames, not {frames}: use "
+                         "another --out")
+    if (phantom.config.texture_ct is not None) != (texture_ct is not None):
+        raise SystemExit(f"{phantom_dir} holds a phantom {'with' if phantom.config.texture_ct else 'without'} a "
+                         "texture CT: use another --out")
+    return phantom
+
+
 def negative_jacobian_mean(run: RunFolder, reference: int) -> float:
     values = [row["negative_jacobian_pct"] for row in run.read_metrics() if row["frame"] != reference]
     return float(np.nanmean(values)) if values else float("nan")
@@ -69,20 +87,9 @@ def main() -> int:
     parser.add_argument("extra", nargs="*", help="further register options after --, e.g. -- --iterations 500")
     args = parser.parse_args()
 
-    phantom_dir = args.out / "phantom"
-    if not (phantom_dir / "manifest.json").is_file():
-        texture = {} if args.texture_ct is None else {"texture_ct": str(args.texture_ct), "noise_hu": 0.0,
-                                                      "blur_mm": 0.0}
-        generate_phantom(phantom_dir, PhantomConfig(frames=args.frames, **texture))
-    phantom = load_phantom(phantom_dir)
-    config = phantom.config
-    if config.frames != args.frames:
-        raise SystemExit(f"{phantom_dir} holds a phantom of {config.frames} frames, not {args.frames}: use another "
-                         "--out")
+    phantom = phantom_in(args.out, args.frames, args.texture_ct)
+    phantom_dir, config = phantom.manifest_path.parent, phantom.config
     rows = []
-    if (config.texture_ct is not None) != (args.texture_ct is not None):
-        raise SystemExit(f"{phantom_dir} holds a phantom {'with' if config.texture_ct else 'without'} a texture CT: "
-                         "use another --out")
     for mode in args.modes:
         for alpha in args.alphas:
             run_dir = args.out / f"{mode}_alpha{alpha:.1f}"
