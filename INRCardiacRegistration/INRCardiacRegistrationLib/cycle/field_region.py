@@ -125,10 +125,9 @@ def field_lattice(reference: Geometry) -> Geometry:
     """The lattice a run's fields are written on: the reference grid, with every axis whose spacing is more than
     twice the finest one divided into equal parts until it is at most twice as fine (a cine MRI's 10 mm slices at
     1.5 mm pixels: 2.5 mm). Every reference voxel centre is a node of it. A field sampled only on thick slices
-    interpolates the motion linearly across them, which the network does not: between slices it would lose the
-    network's shape (labels carried through it miss by up to 0.013 Dice on the ACDC cine MRI) and its central
-    differences over two slices (20 mm) report folds that the network does not have. Isotropic grids are their own
-    lattice."""
+    interpolates the motion linearly across them, which the network does not, and its central differences over two
+    slices (20 mm) report folds that the network does not have (ACDC cine MRI: 0.229 % of the sampling mask in a
+    frame where the network has none). Isotropic grids are their own lattice."""
     spacing = np.asarray(reference.spacing, dtype=np.float64)
     parts = np.maximum(np.ceil(spacing / (2.0 * spacing.min()) - 1e-9), 1).astype(int)
     if np.all(parts == 1):
