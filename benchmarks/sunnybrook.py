@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from acdc import run_name
 from baselines import MRI_PRESET, elastix_propagation, score
 from benchmark_report import machine_description, register_or_reuse, update_section
 from INRCardiacRegistrationLib.core.volume import Volume
@@ -113,7 +114,7 @@ def main() -> int:
     warped, seconds = elastix_propagation(sequence.frames[es], sequence.frames[ed], labels[ed])
     rows["elastix"] = (*score(on_scored_slices(warped == CAVITY), truth, geometry), seconds)
     device = resolve_device(args.device)
-    run_dir = args.out / f"run_{args.preset}_alpha0{args.options.replace(' ', '')}"
+    run_dir = args.out / run_name("run", 0.0, args.options, args.preset)
     run = RunFolder(run_dir)
     argv = ["register", str(dicom_dir), "--out", str(run_dir), "--reference-frame", str(ed), "--labels",
             f"{ed}={ed_path}", "--myocardium-label", str(CAVITY), "--heart-label", "1", "2", "--alpha", "0",
