@@ -43,13 +43,18 @@ def test_heart_region_core_is_one_and_the_border_is_zero():
     assert np.allclose(REFERENCE.physical_to_index(corner), [[10, 8, 6], [21, 15, 12]])
 
 
-def test_heart_region_reaches_beyond_the_image_when_the_heart_is_at_its_edge():
+def test_where_the_image_cuts_the_mask_the_core_reaches_a_margin_beyond_it():
+    """The mask touches the image's first planes in i and j: there the core (weight 1: the field is the network's)
+    reaches one margin (2 nodes) beyond the image, as tissue from beyond it may move in (a cine MRI stack's base), and
+    the taper falls over a second margin; in k the mask is inside the image and the core ends at the mask."""
     mask = _mask((0, 0, 5), (6, 6, 9))
     region = field_region(REFERENCE, mask, region="heart", margin_mm=3.0)
     origin_index = REFERENCE.physical_to_index(np.array([region.grid.origin]))[0]
-    assert np.allclose(origin_index, [-2, -2, 5 - 2])
+    assert np.allclose(origin_index, [-4, -4, 5 - 2])
     weights = region.weights()
     (i0, j0, k0), (i1, j1, k1) = region.core_low, region.core_high
+    corner = region.grid.index_to_physical(np.array([[i0, j0, k0], [i1, j1, k1]], float))
+    assert np.allclose(REFERENCE.physical_to_index(corner), [[-2, -2, 5], [6, 6, 9]])
     assert np.all(weights[k0:k1 + 1, j0:j1 + 1, i0:i1 + 1] == 1.0) and np.all(weights[:, :, 0] == 0)
 
 
@@ -198,6 +203,34 @@ def test_a_thick_slice_region_lies_on_the_lattice_and_a_resumed_run_keeps_its_ol
     assert region.ramp_low == (7, 7, 4) and region.ramp_high == (7, 7, 4)
     older = THICK.subgrid(np.array([4, 3, 0]), np.array([16, 13, 5]), clip=False)
     assert field_region(THICK, mask, region="heart", margin_mm=10.0, grid=older).grid == older
+
+
+def test_a_label_at_the_end_of_a_slice_stack_is_carried_as_by_the_untapered_map():
+    """A cine MRI's stack ends inside the heart: at the next frame tissue from beyond its first slice moves into it
+    (the base descends) and takes the label extended beyond the stack (the signed distance is border-padded). A
+    uniform motion of 6 mm into the stack and 3 mm in-plane: the label carried through the written field (tapered,
+    margin 10 mm) equals the label carried through the motion itself in every slice. Before the core reached beyond
+    the image, the taper began at the first slice and shrank the motion of that tissue (the first slice lost its
+    in-plane shift)."""
+    from INRCardiacRegistrationLib.engine.displacement_map import SampledDisplacementMap
+
+    size_k = THICK.size[2]
+    centres = THICK.voxel_centres_physical()
+    axes = np.asarray(THICK.direction).reshape(3, 3)  # columns: the i, j, k axes in LPS
+    in_plane = np.einsum("kjia,a->kji", centres - centres[0, 9, 10], axes[:, 0]) ** 2 + np.einsum(
+        "kjia,a->kji", centres - centres[0, 9, 10], axes[:, 1]) ** 2
+    label = Volume((in_plane <= 6.0 ** 2).astype(np.uint8), THICK, "disc column")  # every slice, radius 6 mm
+    mask = Volume(in_plane <= 11.0 ** 2, THICK, "mask")
+    region = field_region(THICK, mask, region="heart", margin_mm=10.0)
+    motion = 6.0 * axes[:, 2] + 3.0 * axes[:, 0]
+    written = region.taper(np.broadcast_to(motion, (*region.grid.array_shape, 3)))
+    wide = THICK.subgrid(np.array([-12, -12, -4]), np.array([THICK.size[0] + 12, THICK.size[1] + 12, size_k + 4]),
+                         clip=False)
+    untapered = np.broadcast_to(motion, (*wide.array_shape, 3))
+    expected = SampledDisplacementMap(untapered, wide).propagate_fixed_label(label, THICK).array
+    carried = SampledDisplacementMap(written, region.grid).propagate_fixed_label(label, THICK).array
+    assert expected[0].sum() > 0 and not np.array_equal(expected[0], label.array[0])  # moved in-plane
+    assert np.array_equal(carried, expected)
 
 
 def test_a_thick_slice_run_writes_the_network_between_its_slices_and_scores_folding_at_its_voxels(tmp_path):

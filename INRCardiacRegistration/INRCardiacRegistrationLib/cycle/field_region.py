@@ -2,13 +2,23 @@
 
 Beyond its grid, ITK and SimpleITK apply a displacement field as the identity (zero displacement), while VTK's
 grid transform, which Slicer uses, repeats the displacement of the grid's outermost nodes. The two agree only
-where that outermost layer is zero, so every written field is multiplied by a weight that is 1 on the *core*
-(the box of reference-grid nodes that holds the sampling mask and the landmarks, so that trilinear
-interpolation anywhere inside it only uses nodes of weight 1: the field there is the network's, unchanged) and
-falls linearly to exactly 0 on the grid's outermost nodes, over the margin around the core. A linear ramp has
-the smallest steepest slope (1 / width): the tapered map cannot fold in the margin where the displacement there
-is smaller than the ramp's width (a raised cosine folds from 2 / pi of it); :meth:`FieldRegion.margin_folds`
-counts the margin nodes where a written field folds anyway.
+where that outermost layer is zero, so every written field is multiplied by a weight that is 1 on the *core* (the
+box of reference-grid nodes that holds the sampling mask and the landmarks, so that trilinear interpolation
+anywhere inside it only uses nodes of weight 1: the field there is the network's, unchanged) and falls linearly to
+exactly 0 on the grid's outermost nodes, over the margin around the core. A linear ramp has the smallest steepest
+slope (1 / width): the tapered map cannot fold in the margin where the displacement there is smaller than the
+ramp's width (a raised cosine folds from 2 / pi of it); :meth:`FieldRegion.margin_folds` counts the margin nodes
+where a written field folds anyway.
+
+Where the sampling mask reaches the image's first or last plane, the image cuts the heart (a cine MRI's stack of
+10 mm slices ends inside the base): from frame to frame tissue from beyond the image moves into it (at end-systole
+the base descends about 10-15 mm towards the apex), and a label carried there comes from beyond the image (its
+signed distance is extended beyond the image as the border's). The map there must be the network's, so on such a
+side the core reaches ``margin_mm`` beyond the mask (as far as the largest displacement the taper is built to bring
+to zero). Tapering from the last slice instead shrank that tissue's motion: ACDC patient001's ED -> ES myocardium
+Dice was 0.846 through the written field against 0.857 through the network (the voxels that differed lay in the
+stack's first slice), patient005's 0.882 against 0.890; with the core reaching beyond, the two agree (0.8565 /
+0.8565 and 0.8904 / 0.8903).
 
 - ``region="heart"``: the grid is the core grown by ``margin_mm`` (at least one voxel) on every side, on the
   reference grid's lattice but not cut to the image, so the taper always has the whole margin to fall over. The
@@ -18,7 +28,8 @@ counts the margin nodes where a written field folds anyway.
   zero, and the box's edge value falling linearly is that (the criterion for folding is unchanged), for less than
   half the evaluations.
 - ``region="full"``: the grid is the whole reference grid; the taper runs over the ``margin_mm`` band at its
-  border (narrower where the core comes closer to the border; none on a side the core touches).
+  border (narrower where the core comes closer to the border; none on a side the core touches); it does not reach
+  beyond the image.
 
 Indices are (i, j, k) of the reference grid; arrays are (k, j, i) as everywhere in the Lib; mm are LPS.
 """
@@ -151,12 +162,18 @@ def field_region(reference: Geometry, mask: Volume, landmarks_lps: np.ndarray | 
         raise InputError("the sampling mask is empty: no field region")
     lattice = field_lattice(reference)
     core_low, core_high = _core(lattice, points)
-    if grid is not None and not _holds(grid, lattice, core_low, core_high) and lattice is not reference:
-        # a run begun before the lattice was refined keeps the reference grid's own lattice
-        if _holds(grid, reference, *_core(reference, points)):
+    margin = _margin_nodes(lattice, margin_mm)
+    cut_low, cut_high = _cut_sides(mask)
+    wide_low, wide_high = core_low - margin * cut_low, core_high + margin * cut_high
+    if grid is not None and not _holds(grid, lattice, wide_low, wide_high):
+        # a run begun before the core reached beyond the image, or before the lattice was refined, keeps its grid
+        if _holds(grid, lattice, core_low, core_high):
+            wide_low, wide_high = core_low, core_high
+        elif lattice is not reference and _holds(grid, reference, *_core(reference, points)):
             lattice = reference
-            core_low, core_high = _core(lattice, points)
-    margin = np.maximum(np.ceil(margin_mm / np.asarray(lattice.spacing) - 1e-9), 1).astype(int)
+            wide_low, wide_high = _core(lattice, points)
+            margin = _margin_nodes(lattice, margin_mm)
+    core_low, core_high = wide_low, wide_high
     if grid is None or not _holds(grid, lattice, core_low, core_high):
         grid = lattice if region == "full" else lattice.subgrid(core_low - margin, core_high + margin, clip=False)
     offset = np.rint(lattice.physical_to_index(np.asarray([grid.origin]))[0]).astype(int)
@@ -164,6 +181,21 @@ def field_region(reference: Geometry, mask: Volume, landmarks_lps: np.ndarray | 
     low, high = np.clip(core_low - offset, 0, size - 1), np.clip(core_high - offset, 0, size - 1)
     return FieldRegion(grid, _ints(low), _ints(high), _ints(np.minimum(margin, low)),
                        _ints(np.minimum(margin, size - 1 - high)))
+
+
+def _margin_nodes(lattice: Geometry, margin_mm: float) -> np.ndarray:
+    """``margin_mm`` in nodes of ``lattice`` along (i, j, k), at least one."""
+    return np.maximum(np.ceil(margin_mm / np.asarray(lattice.spacing) - 1e-9), 1).astype(int)
+
+
+def _cut_sides(mask: Volume) -> tuple[np.ndarray, np.ndarray]:
+    """Per axis (i, j, k), 1 where ``mask`` reaches the first (``low``) or last (``high``) plane of its image: there
+    the image cuts the region (a cine MRI's stack ends inside the heart), else 0."""
+    inside = np.argwhere(np.asarray(mask.array) > 0)[:, ::-1]
+    if not len(inside):
+        return np.zeros(3, dtype=int), np.zeros(3, dtype=int)
+    size = np.asarray(mask.geometry.size)
+    return (inside.min(axis=0) == 0).astype(int), (inside.max(axis=0) == size - 1).astype(int)
 
 
 def _core(lattice: Geometry, points_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
