@@ -129,8 +129,8 @@ def main() -> int:
     device = torch.device(args.device)
     base = f" and `{args.base}`" if args.base else ""
     text = "\n".join([f"Machine: {machine_description(device)}. Alpha 0, every setting on top of preset "
-                      f"`{args.preset}`{base}; the ED -> ES pair alone, from scratch; Dice of the ED myocardium "
-                      "propagated to ES against the expert ES label.", "",
+                      f"`{args.preset}`{base}, the LV cavity given as the blood pool; the ED -> ES pair alone, "
+                      "from scratch; Dice of the ED myocardium propagated to ES against the expert ES label.", "",
                       "    python benchmarks/acdc_pairs.py --write-docs", "", *lines, "",
                       f"Voxels of the ED myocardium and LV cavity (expert labels 2 and 3) carried to ES through the "
                       f"first setting's map (`{args.settings[0] or '(preset)'}`), against the expert labels:", "",
