@@ -640,9 +640,9 @@ class INRCardiacRegistrationLogic(ScriptedLoadableModuleLogic):
         return pathlib.Path(slicer.app.cachePath) / "INRCardiacRegistration"
 
     def process(self, ctSequence, segmentations=None, myocardiumSegment="LV myocardium", heartSegments=None,
-                bloodPoolSegment="", landmarks=None, annotatedLandmarks=None, referenceFrame=0,
-                mode="non-sequential", alpha=0.8, preset="paper", device="auto", parameters=None, extraOptions=None,
-                outputDirectory=None, runName=None, stabilising=False):
+                bloodPoolSegment="", landmarks=None, annotatedLandmarks=None, evaluationSegmentations=None,
+                referenceFrame=0, mode="non-sequential", alpha=0.8, preset="paper", device="auto", parameters=None,
+                extraOptions=None, outputDirectory=None, runName=None, stabilising=False):
         """Start registering the reference frame of ``ctSequence`` to every frame, in a worker process, and return
         the running :class:`~INRCardiacRegistrationLib.mrml.scene_registration.SceneRegistration`: ``poll()`` it
         (the results grow in the scene), ``cancel()``, ``resume()``, or ``wait()`` for the result nodes.
@@ -656,6 +656,8 @@ class INRCardiacRegistrationLogic(ScriptedLoadableModuleLogic):
                 cavity segment (optional): the run then also measures the cardiac function (volumes, EF, strain).
             landmarks: vtkMRMLMarkupsFiducialNode on the reference frame; annotatedLandmarks: their expert positions
                 in other frames (a markups sequence or ``{frame: markups}``) for the TRE.
+            evaluationSegmentations: expert segmentations of other frames (as ``segmentations``, with the same
+                myocardium segment), used only to score the run (Dice, HD95 in its table), never in the loss.
             mode, alpha, preset, device: as ``inr-cardiac register``; parameters: further RegistrationConfig fields,
                 e.g. ``{"iterations": 500, "learning_rate": 1e-4}``; extraOptions: further options as the command
                 line spells them (checked before anything is exported).
@@ -685,7 +687,8 @@ class INRCardiacRegistrationLogic(ScriptedLoadableModuleLogic):
         run.start(ctSequence, segmentations=segmentations, myocardium_segment=myocardiumSegment if segmentations
                   else "", heart_segments=list(heartSegments or []),
                   blood_pool_segment=bloodPoolSegment if segmentations else "", landmarks=landmarks,
-                  annotated_landmarks=annotatedLandmarks, settings=settings, extra_options=list(extraOptions or []))
+                  annotated_landmarks=annotatedLandmarks, evaluation_segmentations=evaluationSegmentations,
+                  settings=settings, extra_options=list(extraOptions or []))
         logging.info(f"INRCardiacRegistration: worker started, run folder {run.run.root}")
         return run
 

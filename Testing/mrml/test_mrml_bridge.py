@@ -280,28 +280,35 @@ def test_results_join_the_ct_browser(worker_run, tiny_phantom):
         import_run(worker_run.root, scene, browser=short)
 
 
+def _phantom_scene(tiny_phantom, folder: Path):
+    """The phantom's frames as a CT volume sequence and its label maps as one segmentation per frame (segments
+    "myocardium", "blood pool", "rest of heart": label values 1, 2, 3)."""
+    scene = new_scene()
+    folder.mkdir()
+    ct = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "CT")
+    segmentations = {}
+    for t in range(len(tiny_phantom.images)):
+        tiny_phantom.images[t].write(folder / f"ct_{t}.nii.gz")
+        tiny_phantom.labels[t].write(folder / f"labels_{t}.nii.gz")
+        volume = read_node(scene, "vtkMRMLScalarVolumeNode", slicer.vtkMRMLVolumeArchetypeStorageNode,
+                            folder / f"ct_{t}.nii.gz")
+        segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+        assert slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(
+            _label_volume(scene, folder / f"labels_{t}.nii.gz"), segmentation)
+        for n, name in enumerate(["myocardium", "blood pool", "rest of heart"]):
+            segmentation.GetSegmentation().GetNthSegment(n).SetName(name)
+        ct.SetDataNodeAtValue(volume, str(t))
+        segmentations[t] = segmentation
+    return scene, ct, segmentations
+
+
 @pytest.mark.slow
 def test_inputs_exported_from_mrml_register_like_the_files(tiny_phantom, worker_run, tmp_path):
     """Acceptance 2: a CT volume sequence and a segmentation sequence built in MRML from the phantom's frames,
     exported by the bridge and registered by the worker, give the trajectories of the CLI run on the files."""
-    scene = new_scene()
-    files = tmp_path / "frames"
-    files.mkdir()
-    ct = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "CT")
+    scene, ct, by_frame = _phantom_scene(tiny_phantom, tmp_path / "frames")
     segmentations = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "segmentations")
-    for t in range(4):
-        tiny_phantom.images[t].write(files / f"ct_{t}.nii.gz")
-        tiny_phantom.labels[t].write(files / f"labels_{t}.nii.gz")
-        volume = read_node(scene, "vtkMRMLScalarVolumeNode", slicer.vtkMRMLVolumeArchetypeStorageNode,
-                            files / f"ct_{t}.nii.gz")
-        labelmap = read_node(scene, "vtkMRMLLabelMapVolumeNode", slicer.vtkMRMLVolumeArchetypeStorageNode,
-                              files / f"labels_{t}.nii.gz")
-        segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
-        assert slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(labelmap, segmentation)
-        names = ["myocardium", "blood pool", "rest of heart"]  # label values 1, 2, 3 in import order
-        for n, name in enumerate(names):
-            segmentation.GetSegmentation().GetNthSegment(n).SetName(name)
-        ct.SetDataNodeAtValue(volume, str(t))
+    for t, segmentation in by_frame.items():
         segmentations.SetDataNodeAtValue(segmentation, str(t))
     root = tiny_phantom.manifest_path.parent
     landmarks = read_node(scene, "vtkMRMLMarkupsFiducialNode", slicer.vtkMRMLMarkupsJsonStorageNode,
@@ -324,6 +331,37 @@ def test_inputs_exported_from_mrml_register_like_the_files(tiny_phantom, worker_
     difference = np.abs(ours.points_lps - theirs.points_lps).max()
     print(f"max trajectory difference MRML export vs files: {difference:.2e} mm")
     assert ours.labels == theirs.labels and difference < 0.01
+
+
+def test_evaluation_segmentations_are_exported_for_scoring_only(tiny_phantom, tmp_path):
+    """Expert segmentations of other frames, given to export_inputs as evaluation_segmentations, are written as
+    label maps of their myocardium (value 1) that the run request passes as --evaluation-labels: the worker's
+    inputs hold them as evaluation masks of those frames, and not as labels (no SDF term there). A frame outside
+    the sequence, or a segmentation without the myocardium segment, is refused by name."""
+    from INRCardiacRegistrationLib.core.vocabulary import InputError
+    from INRCardiacRegistrationLib.cycle.inputs import read_cycle_inputs
+
+    scene, ct, segmentations = _phantom_scene(tiny_phantom, tmp_path / "frames")
+    exported = export_inputs(ct, tmp_path / "inputs", segmentations={0: segmentations[0]},
+                             myocardium_segment="myocardium", evaluation_segmentations={2: segmentations[2]},
+                             scene=scene)
+    assert [spec.split("=")[0] for spec in exported.evaluation_labels] == ["2"]
+    written = sitk.GetArrayFromImage(sitk.ReadImage(exported.evaluation_labels[0].split("=", 1)[1]))
+    assert set(np.unique(written)) == {0, 1}
+    assert np.array_equal(written == 1, tiny_phantom.labels[2].array == 1)
+    argv = RunRequest(exported, TINY_SETTINGS).to_argv()
+    assert argv[argv.index("--evaluation-labels") + 1] == exported.evaluation_labels[0]
+    inputs, _ = read_cycle_inputs(exported)
+    assert sorted(inputs.myocardium) == [0] and sorted(inputs.evaluation) == [2]
+    assert np.array_equal(inputs.evaluation[2].array, tiny_phantom.labels[2].array == 1)
+    with pytest.raises(InputError, match="evaluation segmentation given for frame 7"):
+        export_inputs(ct, tmp_path / "refused", segmentations={0: segmentations[0]}, myocardium_segment="myocardium",
+                      evaluation_segmentations={7: segmentations[2]}, scene=scene)
+    unnamed = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    unnamed.GetSegmentation().AddEmptySegment("", "wall")
+    with pytest.raises(InputError, match="frame 1 has no segment 'myocardium'"):
+        export_inputs(ct, tmp_path / "refused2", segmentations={0: segmentations[0]},
+                      myocardium_segment="myocardium", evaluation_segmentations={1: unnamed}, scene=scene)
 
 
 @pytest.mark.slow

@@ -567,7 +567,7 @@ def _segment_id(segmentation, name: str, frame: int) -> str:
 
 def export_inputs(ct_sequence, out_dir: str | Path, *, segmentations=None, myocardium_segment: str = "",
                   heart_segments: list[str] | None = None, blood_pool_segment: str = "", landmarks=None,
-                  annotated_landmarks=None, scene=None) -> InputFiles:
+                  annotated_landmarks=None, evaluation_segmentations=None, scene=None) -> InputFiles:
     """Write the inputs of a run from MRML nodes into ``out_dir`` and return them as a run request's input files.
 
     Args:
@@ -585,9 +585,12 @@ def export_inputs(ct_sequence, out_dir: str | Path, *, segmentations=None, myoca
         annotated_landmarks: expert positions of (some of) those landmarks in other frames, for the TRE: a
             markups sequence with one item per frame, or ``{frame: markups node}``; the landmarks present in every
             given frame are used (matched by label).
+        evaluation_segmentations: expert segmentations of other frames (as ``segmentations``), used only to score
+            the run (Dice, HD95 of their ``myocardium_segment``; never in the loss or the sampling mask).
 
     Returns the :class:`~..cycle.request.InputFiles` of the written files (frames, per-frame label maps with the
-    myocardium = 1, heart = 2 and LV blood pool = 3, landmarks), ready for a :class:`~..cycle.request.RunRequest`.
+    myocardium = 1, heart = 2 and LV blood pool = 3, evaluation label maps with the myocardium = 1, landmarks),
+    ready for a :class:`~..cycle.request.RunRequest`.
     """
     scene = scene_or_default(scene)
     out = Path(out_dir)
@@ -601,7 +604,8 @@ def export_inputs(ct_sequence, out_dir: str | Path, *, segmentations=None, myoca
         _storage_io(scene, volume, slicer.vtkMRMLVolumeArchetypeStorageNode, out / "frames" / f"frame_{t:03d}.nii.gz",
                     write=True)
     by_frame = _nodes_by_frame(segmentations, frames, "segmentation")
-    if by_frame and not myocardium_segment:
+    evaluation = _nodes_by_frame(evaluation_segmentations, frames, "evaluation segmentation")
+    if (by_frame or evaluation) and not myocardium_segment:
         raise InputError("name the LV-myocardium segment (myocardium_segment)")
     label_specs = []
     heart_found: set[str] = set()
@@ -622,15 +626,16 @@ def export_inputs(ct_sequence, out_dir: str | Path, *, segmentations=None, myoca
                                                               reference) > 0
             labels = np.zeros(mask.shape, np.uint8) if labels is None else labels
             labels[mask] = value
-        labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", f"labels frame {t}")
-        try:
-            labelmap.CopyOrientation(reference)
-            slicer.util.updateVolumeFromArray(labelmap, labels)
-            path = _storage_io(scene, labelmap, slicer.vtkMRMLVolumeArchetypeStorageNode,
-                               out / "labels" / f"frame_{t:03d}.nii.gz", write=True)
-        finally:
-            scene.RemoveNode(labelmap)
-        label_specs.append(f"{t}={path}")
+        label_specs.append(f"{t}={_write_label_map(scene, labels, reference, out / 'labels', t)}")
+    evaluation_specs = []
+    for t, segmentation in sorted(evaluation.items()):
+        if not 0 <= t < frames:
+            raise InputError(f"evaluation segmentation given for frame {t}, but the CT sequence has frames "
+                             f"0..{frames - 1}")
+        mask = slicer.util.arrayFromSegmentBinaryLabelmap(
+            segmentation, _segment_id(segmentation, myocardium_segment, t), volumes[t]) > 0
+        labels = np.where(mask, MYOCARDIUM_VALUE, 0).astype(np.uint8)
+        evaluation_specs.append(f"{t}={_write_label_map(scene, labels, volumes[t], out / 'evaluation_labels', t)}")
     missing_heart = [n for n in heart_segments or [] if n not in heart_found]
     if missing_heart:
         raise InputError(f"no segmentation has the heart segment(s) {missing_heart}")
@@ -648,12 +653,25 @@ def export_inputs(ct_sequence, out_dir: str | Path, *, segmentations=None, myoca
             raise InputError("annotated landmark positions need the reference landmarks")
         annotated_path = write_trajectories_csv(out / "landmarks_annotated.csv",
                                                 _annotated_trajectories(annotated_landmarks, frames))
-    return InputFiles(image=out / "frames", labels=tuple(label_specs),
-                      myocardium_label=MYOCARDIUM_VALUE if label_specs else None,
+    return InputFiles(image=out / "frames", labels=tuple(label_specs), evaluation_labels=tuple(evaluation_specs),
+                      myocardium_label=MYOCARDIUM_VALUE if label_specs or evaluation_specs else None,
                       heart_label=((MYOCARDIUM_VALUE, HEART_VALUE) + ((BLOOD_POOL_VALUE,) if pool_found else ())
                                    if label_specs and heart_segments else ()),
                       blood_pool_label=BLOOD_POOL_VALUE if pool_found else None,
                       landmarks=landmark_path, landmarks_annotated=annotated_path)
+
+
+def _write_label_map(scene, labels: np.ndarray, reference, folder: Path, frame: int) -> Path:
+    """``labels`` (k, j, i) on the grid of the volume node ``reference`` written as ``folder/frame_NNN.nii.gz``
+    through a temporary label-map node (Slicer's own writer: its RAS geometry becomes the file's LPS)."""
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", f"labels frame {frame}")
+    try:
+        labelmap.CopyOrientation(reference)
+        slicer.util.updateVolumeFromArray(labelmap, labels)
+        return _storage_io(scene, labelmap, slicer.vtkMRMLVolumeArchetypeStorageNode,
+                           folder / f"frame_{frame:03d}.nii.gz", write=True)
+    finally:
+        scene.RemoveNode(labelmap)
 
 
 def _nodes_by_frame(nodes, frames: int, what: str) -> dict:

@@ -67,8 +67,8 @@ class SceneRegistration:
     # --- starting ----------------------------------------------------------------------------------------
     def start(self, ct_sequence, *, segmentations=None, myocardium_segment: str = "",
               heart_segments: list[str] | None = None, blood_pool_segment: str = "", landmarks=None,
-              annotated_landmarks=None, settings: CycleConfig | None = None, extra_options: list[str] | None = None,
-              browser=None) -> SceneRegistration:
+              annotated_landmarks=None, evaluation_segmentations=None, settings: CycleConfig | None = None,
+              extra_options: list[str] | None = None, browser=None) -> SceneRegistration:
         """Export the inputs from the scene and start the worker on them.
 
         ``ct_sequence`` and the label/landmark arguments are those of :func:`.bridge.export_inputs`; ``settings``:
@@ -90,7 +90,8 @@ class SceneRegistration:
         self.exported = export_inputs(ct_sequence, self.run.inputs_dir, segmentations=segmentations,
                                       myocardium_segment=myocardium_segment, heart_segments=heart_segments,
                                       blood_pool_segment=blood_pool_segment, landmarks=landmarks,
-                                      annotated_landmarks=annotated_landmarks, scene=self.scene)
+                                      annotated_landmarks=annotated_landmarks,
+                                      evaluation_segmentations=evaluation_segmentations, scene=self.scene)
         self.request = RunRequest(self.exported, settings).with_options(extra_options or [], "extra options",
                                                                          refused)
         return self._launch(worker_command(self.python, self.run.root, self.request))
