@@ -221,7 +221,7 @@ PRESETS: dict[str, dict] = {
 # (less bandwidth than the paper's 30) tracks better and folds less. Measured (docs/benchmarks.md, "Issue 17
 # ablation"): the phantom carrying a real CT's texture, dense error 1.07 -> 0.25 mm and landmark TRE 0.79 ->
 # 0.22 mm over its cycle (synthetic texture 0.41 -> 0.35 mm, 0.42 -> 0.32 mm); the ACDC cine MRI's ED -> ES pairs,
-# mean Dice 0.853 -> 0.875 (better on 4 of the 5 patients), none folding. The same settings under two names, one
+# mean Dice 0.857 -> 0.874 (better on 4 of the 5 patients), none folding. The same settings under two names, one
 # per modality, so that each can follow its own data later.
 _REAL_IMAGES = {**PRESETS["fast"], "omega": 12.0, "local_ncc_mm": 20.0}
 PRESETS["ct"] = dict(_REAL_IMAGES)
