@@ -12,7 +12,16 @@ import torch
 from INRCardiacRegistrationLib.cli.main import main as cli_main
 from INRCardiacRegistrationLib.cycle.run_folder import RunFolder
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "benchmarks.md"
+# where the scripts write their runs by default: the repository's ignored out/, whatever the working folder
+OUT = ROOT / "out"
+
+
+def shown_path(path: Path) -> Path:
+    """``path`` as a command in docs/benchmarks.md shows it: relative to the repository when inside it."""
+    path = Path(path)
+    return path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path
 HEADER = "# Benchmarks\n\nEvery section is written by the script it names; re-run the command to refresh it.\n"
 
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from benchmark_report import machine_description, publish
+from benchmark_report import OUT, machine_description, publish
 from INRCardiacRegistrationLib.cycle.run_folder import RunFolder
 from INRCardiacRegistrationLib.phantom.config import PhantomConfig
 from INRCardiacRegistrationLib.phantom.files import generate_phantom
@@ -73,7 +73,7 @@ def cli_cancel_seconds(out: Path) -> tuple[float, int, float, int | None]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=Path("out/cancel_under_load"))
+    parser.add_argument("--out", type=Path, default=OUT / "cancel_under_load")
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import torch
-from benchmark_report import machine_description, update_section
+from benchmark_report import OUT, machine_description, update_section
 from INRCardiacRegistrationLib.cli.main import main as cli_main
 from INRCardiacRegistrationLib.phantom.config import PhantomConfig
 from INRCardiacRegistrationLib.phantom.files import generate_phantom
@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--splits", nargs="+", default=["1x2", "2x1"], metavar="WxT",
                         help="local workers x threads per task (default: 1x2 2x1, for 2 cores)")
-    parser.add_argument("--out", type=Path, default=Path("out/benchmarks/cohort"))
+    parser.add_argument("--out", type=Path, default=OUT / "benchmarks" / "cohort")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
 

@@ -18,7 +18,7 @@ import statistics
 from pathlib import Path
 
 import torch
-from benchmark_report import machine_description, publish
+from benchmark_report import OUT, machine_description, publish
 from INRCardiacRegistrationLib.cli.main import main as cli_main
 from INRCardiacRegistrationLib.phantom.config import PhantomConfig
 from INRCardiacRegistrationLib.phantom.files import generate_phantom
@@ -45,7 +45,7 @@ def run_demo(phantom: Path, out: Path, seed: int, options: list[str]) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("out/demo_seeds"))
+    parser.add_argument("--out", type=Path, default=OUT / "demo_seeds")
     parser.add_argument("--seeds", type=int, default=4, help="seeds 0..N-1 (default 4)")
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from benchmark_report import machine_description, publish
+from benchmark_report import OUT, machine_description, publish
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,7 +46,7 @@ def run_demo(lib_parent: Path, out: Path, options: list[str]) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", default="3b055cc", help="git revision to compare with (default 3b055cc)")
-    parser.add_argument("--out", type=Path, default=Path("out/demo_speed"))
+    parser.add_argument("--out", type=Path, default=OUT / "demo_speed")
     parser.add_argument("--extra-options", nargs=argparse.REMAINDER, default=[],
                         help="options for this tree's demo only (e.g. --chains 2)")
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")

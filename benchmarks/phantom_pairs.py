@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from benchmark_report import machine_description, publish
+from benchmark_report import OUT, machine_description, publish, shown_path
 from INRCardiacRegistrationLib.core.masks import label_mask, sampling_mask
 from INRCardiacRegistrationLib.cycle.request import RunRequest
 from INRCardiacRegistrationLib.engine.config import PRESETS
@@ -60,7 +60,7 @@ def pair_errors(phantom, frames: list[int], options: str, preset: str, device: s
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("out/phantom_pairs"), help="where the phantom is written")
+    parser.add_argument("--out", type=Path, default=OUT / "phantom_pairs", help="where the phantom is written")
     parser.add_argument("--texture-ct", type=Path, default=None,
                         help="a real 3D CT (HU) as the reference frame's texture (no noise or blur added)")
     parser.add_argument("--frames", type=int, nargs="+", default=[4, 8, 14])
@@ -77,7 +77,8 @@ def main() -> int:
         lines.append(f"| `{setting or '(preset)'}` | {mean[0]:.3f} | {mean[1]:.3f} | {mean[2]:.3f} | {mean[3]:.1f} |")
         print(lines[-1], file=sys.stderr, flush=True)
     texture = "a real CT's texture" if args.texture_ct is not None else "synthetic texture"
-    command = (f"python benchmarks/phantom_pairs.py --out {args.out} --preset {args.preset} --device {args.device}"
+    command = (f"python benchmarks/phantom_pairs.py --out {shown_path(args.out)} --preset {args.preset} "
+               f"--device {args.device}"
                + (f" --texture-ct {args.texture_ct}" if args.texture_ct is not None else "") + " --write-docs")
     text = "\n".join([f"Machine: {machine_description(torch.device(args.device))}. Phantom with {texture}; alpha 0, "
                       f"every setting on top of preset `{args.preset}`; the reference -> frame pairs "

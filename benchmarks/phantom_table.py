@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchmark_report import machine_description, register_or_reuse, update_section
+from benchmark_report import OUT, machine_description, register_or_reuse, shown_path, update_section
 from INRCardiacRegistrationLib.cycle.run_folder import RunFolder
 from INRCardiacRegistrationLib.engine.devices import resolve_device
 from INRCardiacRegistrationLib.phantom.config import PhantomConfig
@@ -74,7 +74,7 @@ def negative_jacobian_mean(run: RunFolder, reference: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("out/phantom_table"))
+    parser.add_argument("--out", type=Path, default=OUT / "phantom_table")
     parser.add_argument("--frames", type=int, default=20, help="phantom frames (default 20, as the paper)")
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--device", default="auto")
@@ -120,8 +120,8 @@ def main() -> int:
         selection = "" if (args.modes, args.alphas) == (list(MODES), list(ALPHAS)) else (
             f" --modes {' '.join(args.modes)} --alphas {' '.join(f'{a:g}' for a in args.alphas)}")
         texture = "" if args.texture_ct is None else f" --texture-ct {args.texture_ct}"
-        body = (f"`python benchmarks/phantom_table.py --out {args.out} --preset {args.preset} --device {args.device} "
-                f"--write-docs{selection}{texture}{extra}`\n\n"
+        body = (f"`python benchmarks/phantom_table.py --out {shown_path(args.out)} --preset {args.preset} "
+                f"--device {args.device} --write-docs{selection}{texture}{extra}`\n\n"
                 f"Machine: {machine_description(device)}.\n\n"
                 f"Phantom: {config.frames} frames of {config.geometry.describe()}, ES = frame {config.es_frame}; "
                 f"reference frame 0 (ED); heart mask = labels 1-3 dilated by 2 voxels. Preset `{args.preset}`: "

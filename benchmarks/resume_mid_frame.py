@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from benchmark_report import machine_description, publish
+from benchmark_report import OUT, machine_description, publish
 from INRCardiacRegistrationLib.cycle.run_folder import RunFolder
 from INRCardiacRegistrationLib.fileio.displacement_field import read_displacement_field
 from INRCardiacRegistrationLib.phantom.config import PhantomConfig
@@ -87,7 +87,7 @@ def interrupted_then_resumed(phantom: Path, run_dir: Path, stop_share: float) ->
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("out/resume_mid_frame"))
+    parser.add_argument("--out", type=Path, default=OUT / "resume_mid_frame")
     parser.add_argument("--stop-share", type=float, default=0.6, help="share of the first pair's iterations done "
                         "when SIGINT is sent")
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchmark_report import machine_description, update_section
+from benchmark_report import OUT, machine_description, update_section
 from INRCardiacRegistrationLib.core.masks import sampling_mask
 from INRCardiacRegistrationLib.cycle.run_folder import RunFolder
 from INRCardiacRegistrationLib.engine import compiled_loss
@@ -180,7 +180,7 @@ def table(rows: list[dict], machine: str, command: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("out/time_to_accuracy"))
+    parser.add_argument("--out", type=Path, default=OUT / "time_to_accuracy")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--presets", nargs="+", default=["fast"], choices=["fast", "paper"])
     parser.add_argument("--tasks", nargs="+", default=["pair", "cycle"], choices=["pair", "cycle"])
