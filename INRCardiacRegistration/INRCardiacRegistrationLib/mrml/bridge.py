@@ -611,8 +611,6 @@ def export_inputs(ct_sequence, out_dir: str | Path, *, segmentations=None, myoca
     heart_found: set[str] = set()
     pool_found = False
     for t, segmentation in sorted(by_frame.items()):
-        if not 0 <= t < frames:
-            raise InputError(f"segmentation given for frame {t}, but the CT sequence has frames 0..{frames - 1}")
         reference = volumes[t]
         labels = None
         present = [n for n in heart_segments or [] if segmentation.GetSegmentation().GetSegmentIdBySegmentName(n)]
@@ -629,9 +627,6 @@ def export_inputs(ct_sequence, out_dir: str | Path, *, segmentations=None, myoca
         label_specs.append(f"{t}={_write_label_map(scene, labels, reference, out / 'labels', t)}")
     evaluation_specs = []
     for t, segmentation in sorted(evaluation.items()):
-        if not 0 <= t < frames:
-            raise InputError(f"evaluation segmentation given for frame {t}, but the CT sequence has frames "
-                             f"0..{frames - 1}")
         mask = slicer.util.arrayFromSegmentBinaryLabelmap(
             segmentation, _segment_id(segmentation, myocardium_segment, t), volumes[t]) > 0
         labels = np.where(mask, MYOCARDIUM_VALUE, 0).astype(np.uint8)
@@ -675,10 +670,14 @@ def _write_label_map(scene, labels: np.ndarray, reference, folder: Path, frame: 
 
 
 def _nodes_by_frame(nodes, frames: int, what: str) -> dict:
-    """``{frame: node}`` from None, such a dict, or a sequence node with one item per frame."""
+    """``{frame: node}`` from None, such a dict, or a sequence node with one item per frame; InputError naming
+    ``what`` when a frame of the dict is outside the CT sequence's ``frames``."""
     if nodes is None:
         return {}
     if isinstance(nodes, dict):
+        outside = sorted(t for t in nodes if not 0 <= t < frames)
+        if outside:
+            raise InputError(f"{what} given for frame {outside[0]}, but the CT sequence has frames 0..{frames - 1}")
         return dict(nodes)
     if nodes.GetNumberOfDataNodes() != frames:
         raise InputError(f"the {what} sequence has {nodes.GetNumberOfDataNodes()} items, the CT sequence {frames}")
@@ -690,8 +689,6 @@ def _annotated_trajectories(annotated, frames: int) -> Trajectories:
     by_frame = _nodes_by_frame(annotated, frames, "annotated landmarks")
     points = {}
     for t, markups in sorted(by_frame.items()):
-        if not 0 <= t < frames:
-            raise InputError(f"landmarks annotated for frame {t}, but the CT sequence has frames 0..{frames - 1}")
         if markups is None or markups.GetNumberOfControlPoints() == 0:
             continue
         points[t] = {markups.GetNthControlPointLabel(n): np.array(markups.GetNthControlPointPosition(n)) * RAS_TO_LPS
