@@ -65,7 +65,7 @@ def pair_scores(patient: Path, options: str, preset: str, device: str) -> dict:
     result = register_pair(fixed, moving, mask=mask, blood_pool=cavity, config=config)
     seconds = time.perf_counter() - started
     propagated, carried_cavity = result.propagate_fixed_labels(
-        [mask.with_array(mask.array.astype(np.uint8)) for mask in (myocardium, cavity)], moving.geometry)
+        [label.with_array(label.array.astype(np.uint8)) for label in (myocardium, cavity)], moving.geometry)
     truth = np.asarray(es_labels.array) == MYOCARDIUM
     score = dice(np.asarray(propagated.array) > 0, truth)
     volumes = {name: (int(np.count_nonzero(np.asarray(ed_labels.array) == value)),
