@@ -210,6 +210,9 @@ class INRCardiacRegistrationParameterNode:
     # landmarks
     landmarks: vtkMRMLMarkupsFiducialNode
     annotatedLandmarks: vtkMRMLSequenceNode
+    # an expert segmentation of one frame, for scoring only (Dice, HD95 of that frame; never in the loss)
+    evaluationSegmentation: vtkMRMLSegmentationNode
+    evaluationFrame: Annotated[int, WithinRange(0, 999)] = 0
     # registration
     # defaults and ranges are the configuration's own (Testing/module/test_module_ui.py checks them); decimals and
     # steps are set in the .ui
@@ -707,9 +710,10 @@ class INRCardiacRegistrationLogic(ScriptedLoadableModuleLogic):
                           "points": p.points, "learning_rate": p.learningRate,
                           "regularization_weight": p.regularizationWeight, "seed": p.seed}
         heart = [s.strip() for s in p.heartSegments.split(",") if s.strip()]
+        evaluation = {p.evaluationFrame: p.evaluationSegmentation} if p.evaluationSegmentation else None
         return self.process(p.ctSequence, segmentations=segmentations, myocardiumSegment=p.myocardiumSegment,
                             heartSegments=heart, bloodPoolSegment=p.bloodPoolSegment.strip(), landmarks=p.landmarks,
-                            annotatedLandmarks=p.annotatedLandmarks,
+                            annotatedLandmarks=p.annotatedLandmarks, evaluationSegmentations=evaluation,
                             referenceFrame=p.referenceFrame, mode=p.mode.value, alpha=p.alpha, preset=p.preset.value,
                             device=p.device.value, parameters=parameters, extraOptions=shlex.split(p.extraOptions),
                             outputDirectory=p.outputDirectory, runName=p.runName or None,
