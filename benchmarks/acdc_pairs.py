@@ -47,10 +47,26 @@ SCREENED = ["", "--local-ncc-mm 0 --omega 30", "--local-ncc-mm 0", "--omega 30",
             "--learning-rate 3e-4", "--width 256 --depth 5 --iterations 600"]
 
 
+def in_plane_border_distance(a: np.ndarray, b: np.ndarray, spacing_mm: float) -> float:
+    """Mean distance (mm) between the borders of the masks ``a`` and ``b`` (k, j, i) within each slice (both
+    directions, all slices pooled): the in-plane contour disagreement of a short-axis stack, whose 10 mm slices
+    have no surface between them to measure. ``spacing_mm``: the in-plane pixel size (square pixels)."""
+    distances = []
+    for a_slice, b_slice in zip(a, b, strict=True):
+        if not a_slice.any() or not b_slice.any():
+            continue
+        borders = [m & ~ndimage.binary_erosion(m, border_value=1) for m in (a_slice, b_slice)]
+        for source, target in (borders, borders[::-1]):
+            distances.append(ndimage.distance_transform_edt(~target)[source] * spacing_mm)
+    return float(np.mean(np.concatenate(distances)))
+
+
 def pair_scores(patient: Path, options: str, preset: str, device: str) -> dict:
     """Dice, Dice carrying the label's 0/1 values (``dice_01``), folding %, seconds of the ED -> ES pair of
-    ``patient`` with ``options``, and the voxel counts of the myocardium and the LV cavity: expert at ED and ES,
-    carried from ED to ES (``volumes``: {"myocardium" | "cavity": (ED, ES, carried)})."""
+    ``patient`` with ``options``, the voxel counts of the myocardium and the LV cavity: expert at ED and ES,
+    carried from ED to ES (``volumes``: {"myocardium" | "cavity": (ED, ES, carried)}), and the in-plane border
+    distance (mm) between carried and expert ES endocardium (the cavity's border) and epicardium (the border of
+    myocardium and cavity together) (``borders``: {"endocardium" | "epicardium": mm})."""
     meta = json.loads((patient / "meta.json").read_text())
     frames = read_4d_frames(patient / "cine_4d.nii.gz")
     ed_labels, es_labels = Volume.read(patient / "ed_gt.nii.gz"), Volume.read(patient / "es_gt.nii.gz")
@@ -73,6 +89,11 @@ def pair_scores(patient: Path, options: str, preset: str, device: str) -> dict:
                       int(np.count_nonzero(np.asarray(carried.array))))
                for name, value, carried in (("myocardium", MYOCARDIUM, propagated),
                                             ("cavity", CAVITY, carried_cavity))}
+    carried_wall, carried_pool = (np.asarray(v.array) > 0 for v in (propagated, carried_cavity))
+    expert_pool = np.asarray(es_labels.array) == CAVITY
+    pixel = float(moving.geometry.spacing[0])
+    borders = {"endocardium": in_plane_border_distance(carried_pool, expert_pool, pixel),
+               "epicardium": in_plane_border_distance(carried_wall | carried_pool, truth | expert_pool, pixel)}
     # the label's 0/1 values carried (trilinear, >= 0.5) at the voxels where the carried label could be
     near = ndimage.binary_dilation(np.asarray(propagated.array) > 0, iterations=3)
     sources, _ = result.inverse_map_points(moving.geometry.index_to_physical(np.argwhere(near)[:, ::-1]))
@@ -83,17 +104,19 @@ def pair_scores(patient: Path, options: str, preset: str, device: str) -> dict:
     nodes = fixed.geometry.index_to_physical(np.argwhere(np.asarray(mask.array) > 0)[:, ::-1])
     folding = 100.0 * float(np.mean(result.jacobian_determinant_at(nodes) <= 0))
     return {"dice": score, "dice_01": dice(by_values, truth), "folding": folding, "seconds": seconds,
-            "volumes": volumes}
+            "volumes": volumes, "borders": borders}
 
 
 def volume_table(names: list[str], scores: list[dict]) -> str:
-    """Voxel counts of the myocardium and the LV cavity at ED, at ES (expert) and carried to ES, per patient."""
+    """Voxel counts of the myocardium and the LV cavity at ED, at ES (expert) and carried to ES, and the in-plane
+    border distances of the carried ES endocardium and epicardium to the expert's, per patient."""
     lines = ["| patient | myocardium: ED / ES / carried | cavity: ED / ES / carried | myocardium + cavity: ES / "
-             "carried |", "|---|---|---|---|"]
+             "carried | border distance mm: endocardium / epicardium |", "|---|---|---|---|---|"]
     for name, score in zip(names, scores, strict=True):
         wall, pool = score["volumes"]["myocardium"], score["volumes"]["cavity"]
         lines.append(f"| {name} | {' / '.join(map(str, wall))} | {' / '.join(map(str, pool))} | "
-                     f"{wall[1] + pool[1]} / {wall[2] + pool[2]} |")
+                     f"{wall[1] + pool[1]} / {wall[2] + pool[2]} | {score['borders']['endocardium']:.2f} / "
+                     f"{score['borders']['epicardium']:.2f} |")
     return "\n".join(lines)
 
 
@@ -133,7 +156,10 @@ def main() -> int:
                       "from scratch; Dice of the ED myocardium propagated to ES against the expert ES label.", "",
                       "    python benchmarks/acdc_pairs.py --write-docs", "", *lines, "",
                       f"Voxels of the ED myocardium and LV cavity (expert labels 2 and 3) carried to ES through the "
-                      f"first setting's map (`{args.settings[0] or '(preset)'}`), against the expert labels:", "",
+                      f"first setting's map (`{args.settings[0] or '(preset)'}`), against the expert labels, and "
+                      f"the mean in-plane distance (mm, within each slice, both directions) between the carried and "
+                      f"the expert ES borders of the cavity (endocardium) and of myocardium and cavity together "
+                      f"(epicardium):", "",
                       volumes])
     publish("ACDC cine MRI: ED -> ES pair screening", text, args.write_docs)
     return 0
