@@ -653,7 +653,8 @@ class INRCardiacRegistrationLogic(ScriptedLoadableModuleLogic):
         Args:
             ctSequence: vtkMRMLSequenceNode of the CT frames (scalar volumes).
             segmentations: vtkMRMLSequenceNode of per-frame segmentations, or a vtkMRMLSegmentationNode of the
-                reference frame, or ``{frame: vtkMRMLSegmentationNode}``; None: image-only registration.
+                reference frame, or ``{frame: vtkMRMLSegmentationNode}`` (with the reference frame); frames without
+                one are registered on the image alone.
             myocardiumSegment: name of the LV-myocardium segment; heartSegments: names of further segments of the
                 heart mask (sampling region), e.g. ["LV blood pool", "rest of heart"]; bloodPoolSegment: the LV
                 cavity segment (optional): the run then also measures the cardiac function (volumes, EF, strain).

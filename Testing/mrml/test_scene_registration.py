@@ -169,6 +169,10 @@ def test_a_failed_run_raises_with_the_worker_log(tiny_phantom, tmp_path):
         run.start(loaded.ct, segmentations=loaded.segmentations, myocardium_segment="LV myocardium",
                   settings=TINY_SETTINGS, extra_options=["--alpha", "3"])
     assert not (tmp_path / "run").exists()
+    for missing in (None, {1: loaded.segmentations.GetNthDataNode(1)}):  # no segmentation of reference frame 0
+        with pytest.raises(InputError, match="no segmentation of the reference frame 0"):
+            run.start(loaded.ct, segmentations=missing, myocardium_segment="LV myocardium", settings=TINY_SETTINGS)
+        assert not (tmp_path / "run").exists()
     run.start(loaded.ct, segmentations=loaded.segmentations, myocardium_segment="LV myocardium",
               settings=TINY_SETTINGS, extra_options=["--device", "cuda:7"])
     assert run.request.registration.device == "cuda:7"

@@ -86,6 +86,11 @@ class SceneRegistration:
                                                            "landmarks", "landmarks_annotated", "blood_pool_label",
                                                            "rv_label")}
         RunRequest(settings=settings).with_options(extra_options or [], "extra options", refused)  # fails early
+        reference = settings.reference_frame
+        if segmentations is None or (isinstance(segmentations, dict) and reference not in segmentations):
+            # the worker would refuse it too, after every frame is written: say it before
+            raise InputError(f"no segmentation of the reference frame {reference}: its LV myocardium is needed (a "
+                             "segmentation of that frame, or a segmentation sequence)", option="labels")
         self.browser = browser or browser_for_sequence(ct_sequence, self.scene)
         self.exported = export_inputs(ct_sequence, self.run.inputs_dir, segmentations=segmentations,
                                       myocardium_segment=myocardium_segment, heart_segments=heart_segments,
