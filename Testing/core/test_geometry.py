@@ -24,6 +24,13 @@ def test_voxel_centres_follow_numpy_order():
     np.testing.assert_allclose(centres[1, 2, 3], [3.0, 4.0, 3.0])
 
 
+def test_voxel_centres_of_a_box_are_those_of_the_whole_grid_there():
+    geometry = Geometry((6, 5, 4), (0.5, 0.7, 3.0), (1.0, -2.0, 3.0), oblique_direction())
+    box = geometry.voxel_centres_physical((1, 2, 0), (4, 2, 3))  # (i, j, k), inclusive
+    assert box.shape == (4, 1, 4, 3)
+    np.testing.assert_array_equal(box, geometry.voxel_centres_physical()[0:4, 2:3, 1:5])
+
+
 def test_volume_roundtrip_through_file(tmp_path):
     geometry = Geometry((5, 4, 3), (0.5, 0.5, 2.0), (1.0, 2.0, 3.0), oblique_direction())
     array = np.arange(60, dtype=np.float32).reshape(3, 4, 5)

@@ -10,6 +10,7 @@ SimpleITK are indexed ``[k, j, i]``; this module always says which order it uses
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,9 +100,14 @@ class Geometry:
         upper = np.asarray(self.size, dtype=np.float64) - 1.0
         return np.all((ijk >= -margin_voxels) & (ijk <= upper + margin_voxels), axis=-1)
 
-    def voxel_centres_physical(self) -> np.ndarray:
-        """Physical LPS coordinates (mm) of every voxel centre, array of shape (k, j, i, 3)."""
-        k, j, i = np.meshgrid(*(np.arange(n, dtype=np.float64) for n in self.array_shape), indexing="ij")
+    def voxel_centres_physical(self, low: Sequence[int] | None = None, high: Sequence[int] | None = None
+                               ) -> np.ndarray:
+        """Physical LPS coordinates (mm) of every voxel centre, array of shape (k, j, i, 3); with ``low`` / ``high``
+        ((i, j, k) indices, both inclusive) only those of that box, without computing the others."""
+        low = (0, 0, 0) if low is None else tuple(int(v) for v in low)
+        high = tuple(n - 1 for n in self.size) if high is None else tuple(int(v) for v in high)
+        k, j, i = np.meshgrid(*(np.arange(low[axis], high[axis] + 1, dtype=np.float64) for axis in (2, 1, 0)),
+                              indexing="ij")
         return self.index_to_physical(np.stack([i, j, k], axis=-1))
 
     def physical_to_grid_sample(self) -> tuple[np.ndarray, np.ndarray]:

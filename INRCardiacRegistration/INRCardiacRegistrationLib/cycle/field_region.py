@@ -93,8 +93,7 @@ class FieldRegion:
 
     def evaluated_points(self) -> np.ndarray:
         """The centres (N, 3) LPS mm of the nodes of :attr:`evaluated_box`, in (k, j, i) order."""
-        (i0, j0, k0), (i1, j1, k1) = self.evaluated_box
-        return self.grid.voxel_centres_physical()[k0:k1 + 1, j0:j1 + 1, i0:i1 + 1].reshape(-1, 3)
+        return self.grid.voxel_centres_physical(*self.evaluated_box).reshape(-1, 3)
 
     def extend_evaluated(self, displacement_mm: np.ndarray) -> np.ndarray:
         """The field (k, j, i, 3) on :attr:`grid` from its values at :meth:`evaluated_points` ((N, 3), their order):
